@@ -1,0 +1,117 @@
+"""Segmentation datasets: a folder with ``images/`` and ``masks/`` of matching stems.
+
+Images are decoded and resized once (through the shared :func:`engines.preprocess.resize_for_model`)
+and cached as a ``.npz`` keyed by the file list and size, so CPU epochs are not spent on JPEG decoding.
+Every problem with the data is found before training starts and names the offending file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engines.preprocess import resize_for_model
+from engines.spec import ModelSpec
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+class DatasetError(ValueError):
+    """The dataset folder cannot be used as it is; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    stem: str
+    image: Path
+    mask: Path
+
+
+def _index(folder: Path) -> dict[str, Path]:
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES] if folder.is_dir() else []
+    return {p.stem: p for p in sorted(files)}
+
+
+def scan(root: str | Path) -> dict[str, Sample]:
+    """Pair images and masks by stem; refuse empty folders and unpaired files."""
+    root = Path(root)
+    for sub in ("images", "masks"):
+        if not (root / sub).is_dir():
+            raise DatasetError(f"{root / sub} not found; a dataset folder needs images/ and masks/ subfolders")
+    images, masks = _index(root / "images"), _index(root / "masks")
+    if not images:
+        raise DatasetError(f"{root / 'images'} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    for stem, path in images.items():
+        if stem not in masks:
+            raise DatasetError(f"image {path} has no mask; expected {root / 'masks' / stem}.<ext>")
+    for stem, path in masks.items():
+        if stem not in images:
+            raise DatasetError(f"mask {path} has no image; expected {root / 'images' / stem}.<ext>")
+    return {s: Sample(s, images[s], masks[s]) for s in images}
+
+
+def split_stems(root: str | Path, split: str, samples: dict[str, Sample],
+                ratios: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0) -> list[str]:
+    """Stems of one split: from ``splits/<split>.txt`` if present, else a seeded ratio split."""
+    path = Path(root) / "splits" / f"{split}.txt"
+    if path.is_file():
+        stems = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        unknown = [s for s in stems if s not in samples]
+        if unknown:
+            raise DatasetError(f"{path} lists {unknown[0]!r}, which has no image and mask pair")
+        return stems
+    names = {"train": 0, "val": 1, "test": 2}
+    if split not in names:
+        raise DatasetError(f"unknown split {split!r} and no {path}; use train, val or test")
+    stems = sorted(samples)
+    random.Random(seed).shuffle(stems)
+    n_train = int(round(ratios[0] * len(stems)))
+    n_val = int(round(ratios[1] * len(stems)))
+    bounds = [0, n_train, n_train + n_val, len(stems)]
+    return sorted(stems[bounds[names[split]]:bounds[names[split] + 1]])
+
+
+def read_pair(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+    """Decode one image (BGR uint8) and its mask (bool, binarised at 128); sizes must match."""
+    image = cv2.imread(str(sample.image), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DatasetError(f"cannot decode image {sample.image}; replace or remove it")
+    mask = cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise DatasetError(f"cannot decode mask {sample.mask}; replace or remove it")
+    if mask.shape != image.shape[:2]:
+        raise DatasetError(f"mask {sample.mask} is {mask.shape[1]}x{mask.shape[0]} but its image is "
+                           f"{image.shape[1]}x{image.shape[0]}; masks must match their images")
+    return image, mask >= 128
+
+
+def load_split(root: str | Path, split: str, spec: ModelSpec, cache_dir: str | Path | None = None,
+               seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Load one split resized to the model size: (stems, images Nx H x W x 3 uint8, masks N x H x W uint8 0/1)."""
+    samples = scan(root)
+    stems = split_stems(root, split, samples, seed=seed)
+    if not stems:
+        raise DatasetError(f"split {split!r} of {root} is empty")
+    key = hashlib.sha1(repr((str(Path(root).resolve()), stems, spec.input_height, spec.input_width)).encode()).hexdigest()[:12]
+    cache = Path(cache_dir) / f"{split}-{spec.input_height}x{spec.input_width}-{key}.npz" if cache_dir else None
+    if cache is not None and cache.is_file():
+        data = np.load(cache)
+        return stems, data["images"], data["masks"]
+    images, masks = [], []
+    for stem in stems:
+        image, mask = read_pair(samples[stem])
+        images.append(resize_for_model(image, spec))
+        mask_u8 = mask.astype(np.uint8) * 255
+        masks.append((resize_for_model(np.dstack([mask_u8] * 3), spec)[..., 0] >= 128).astype(np.uint8))
+    images_arr, masks_arr = np.stack(images), np.stack(masks)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez(tmp, images=images_arr, masks=masks_arr)
+        tmp.replace(cache)
+    return stems, images_arr, masks_arr

@@ -1,0 +1,45 @@
+"""Segmentation losses on logits: BCE + Dice (default), focal, weighted IoU (structure loss)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+LOSSES = ("bce_dice", "focal_dice", "wiou_bce")
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    prob = torch.sigmoid(logits)
+    inter = (prob * target).sum((1, 2, 3))
+    total = prob.sum((1, 2, 3)) + target.sum((1, 2, 3))
+    return (1 - (2 * inter + eps) / (total + eps)).mean()
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha: float = 0.25) -> torch.Tensor:
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p_t = torch.exp(-bce)
+    weight = alpha * target + (1 - alpha) * (1 - target)
+    return (weight * (1 - p_t) ** gamma * bce).mean()
+
+
+def weighted_iou_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """PraNet's structure loss: boundary-weighted BCE plus weighted IoU."""
+    weight = 1 + 5 * torch.abs(F.avg_pool2d(target, 31, stride=1, padding=15) - target)
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    wbce = (weight * bce).sum((2, 3)) / weight.sum((2, 3))
+    prob = torch.sigmoid(logits)
+    inter = (prob * target * weight).sum((2, 3))
+    union = ((prob + target) * weight).sum((2, 3))
+    wiou = 1 - (inter + 1) / (union - inter + 1)
+    return (wbce + wiou).mean()
+
+
+def segmentation_loss(name: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Loss by name; ``target`` is float 0/1 shaped like ``logits``."""
+    if name == "bce_dice":
+        return F.binary_cross_entropy_with_logits(logits, target) + soft_dice_loss(logits, target)
+    if name == "focal_dice":
+        return 10 * focal_loss(logits, target) + soft_dice_loss(logits, target)
+    if name == "wiou_bce":
+        return weighted_iou_bce(logits, target)
+    raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")
