@@ -1,0 +1,71 @@
+"""ONNX Runtime backend: the CPU path, and CUDA when onnxruntime-gpu is installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from engines.base import sigmoid
+from engines.errors import BackendUnavailableError, ModelLoadError
+from engines.spec import ModelSpec
+
+
+class OnnxRuntimeBackend:
+    """Runs an ``.onnx`` model with ONNX Runtime.
+
+    Args:
+        model_path: the ONNX file; its sidecar ``.json`` must sit next to it.
+        spec: overrides the sidecar (tests, calibration).
+        providers: ONNX Runtime execution providers; by default CUDA when available, then CPU.
+        threads: intra-op threads (0 = ONNX Runtime's default, one per physical core).
+    """
+
+    def __init__(self, model_path: str | Path, spec: ModelSpec | None = None,
+                 providers: list[str] | None = None, threads: int = 0):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise BackendUnavailableError("onnxruntime is not installed: pip install onnxruntime") from None
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelLoadError(f"model file {path} not found; pass --model with an existing .onnx file")
+        self.spec = spec or ModelSpec.load(path)
+        available = ort.get_available_providers()
+        wanted = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=wanted)
+        except Exception as exc:  # ORT raises its own exception types per failure
+            first = str(exc).strip().splitlines()[0][:200]
+            raise ModelLoadError(f"model file {path} is not a loadable ONNX model ({first}); "
+                                 "export it with tools/export_onnx.py") from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelLoadError(f"model {path} has {len(inputs)} inputs; polyp-live needs one image input")
+        self.input_name = inputs[0].name
+        expected = [1, 3, self.spec.input_height, self.spec.input_width]
+        shape = inputs[0].shape
+        fixed = [d if isinstance(d, int) else None for d in shape]
+        if len(shape) != 4 or any(f is not None and f != e for f, e in zip(fixed, expected)):
+            raise ModelLoadError(f"model {path} takes input shape {shape} but its sidecar {ModelSpec.sidecar_path(path)} "
+                                 f"describes {expected}; re-export the model or fix the sidecar")
+        self.name = f"onnxruntime:{self.session.get_providers()[0].replace('ExecutionProvider', '')}"
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Run one 1x3xHxW float32 input; return the HxW probability map."""
+        out = self.session.run(None, {self.input_name: batch})[0]
+        prob = out.reshape(out.shape[-2:]).astype(np.float32, copy=False)
+        return sigmoid(prob) if self.spec.output == "logits" else prob
+
+    def close(self) -> None:
+        self.session = None
+
+    def __enter__(self) -> "OnnxRuntimeBackend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

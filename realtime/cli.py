@@ -1,0 +1,179 @@
+"""``polyp-live``: outline polyps live in an endoscope feed or a recorded procedure.
+
+Examples:
+    polyp-live --source demo --record out.mp4
+    polyp-live --source /dev/video0
+    polyp-live --source clip.mp4 --record out.mp4 --stats-json stats.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from engines.errors import BackendUnavailableError, ModelLoadError
+from engines.registry import BACKENDS
+from engines.spec import ModelSpecError
+from realtime.config import (OutputConfig, PipelineConfig, PostprocessConfig, RenderConfig, SmoothingConfig,
+                             SourceConfig)
+from realtime.errors import PolypLiveError
+from realtime.render import STYLES
+from realtime.smoothing import SMOOTHING_MODES
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = PACKAGE_ROOT / "engines" / "models" / "polyp-unetpp-lite0-256.onnx"
+DEMO_CLIP = PACKAGE_ROOT / "realtime" / "assets" / "demo.mp4"
+
+
+def _unit(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="polyp-live", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_argument_group("source")
+    src.add_argument("--source", default="demo",
+                     help="camera index (0), device (/dev/video0), video file, image folder or glob, "
+                          "rtsp:// or http:// URL, or 'demo' for the bundled clip (default)")
+    src.add_argument("--fps", type=float, default=0.0, help="frame rate of an image folder (default 30)")
+    src.add_argument("--realtime", action="store_true",
+                     help="pace a file at its native FPS and drop late frames, like a live feed")
+    src.add_argument("--loop", action="store_true", help="replay a file or image folder endlessly")
+    src.add_argument("--max-frames", type=_non_negative_int, default=0, help="stop after N frames (0 = no limit)")
+    src.add_argument("--reconnect-timeout", type=float, default=10.0,
+                     help="seconds to keep reconnecting a lost camera or stream before giving up (default 10)")
+    mod = p.add_argument_group("model")
+    mod.add_argument("--model", default=str(DEFAULT_MODEL), help="model file (.onnx, .pt); default: the bundled UNet++")
+    mod.add_argument("--backend", default="auto", choices=BACKENDS, help="inference runtime (default: from the suffix)")
+    mod.add_argument("--threads", type=_non_negative_int, default=0, help="CPU inference threads (0 = runtime default)")
+    seg = p.add_argument_group("segmentation")
+    seg.add_argument("--roi", default="auto", help="field of view: auto, full or x,y,w,h (default auto)")
+    seg.add_argument("--smoothing", default="confidence", choices=SMOOTHING_MODES, help="temporal smoothing (default confidence)")
+    seg.add_argument("--smoothing-strength", type=float, default=0.6, help="0 follows each frame, towards 1 keeps the past (default 0.6)")
+    seg.add_argument("--threshold", type=_unit, default=None, help="switch-on probability (default: the model's)")
+    seg.add_argument("--threshold-low", type=_unit, default=None, help="switch-off probability (default threshold - 0.15)")
+    seg.add_argument("--min-area", type=_non_negative_int, default=300, help="drop regions smaller than this many pixels (default 300)")
+    seg.add_argument("--no-fill-holes", action="store_true", help="keep holes inside regions")
+    out = p.add_argument_group("output")
+    out.add_argument("--overlay", default="both", choices=STYLES, help="overlay style (default both)")
+    out.add_argument("--no-hud", action="store_true", help="hide FPS, latency and the polyp indicator")
+    view = out.add_mutually_exclusive_group()
+    view.add_argument("--display", action="store_true", help="open a window (q/Esc quit, space pause, o overlay, s snapshot)")
+    view.add_argument("--headless", action="store_true", help="no window (automatic when no display exists)")
+    out.add_argument("--record", default=None, help="write the annotated video here (.mp4, .avi, .mkv, .mov)")
+    out.add_argument("--save-masks", default=None, metavar="DIR", help="write one PNG mask per frame into DIR")
+    out.add_argument("--stats-json", default=None, metavar="PATH", help="write the timing summary as JSON")
+    out.add_argument("--snapshot-dir", default=".", help="where the s key saves snapshots")
+    out.add_argument("--quiet", action="store_true", help="no live table in the terminal")
+    return p
+
+
+def make_config(args: argparse.Namespace, display: bool) -> PipelineConfig:
+    from realtime.roi import parse_roi
+    return PipelineConfig(
+        source=SourceConfig(source=args.source, fps=args.fps, realtime=args.realtime, loop=args.loop,
+                            max_frames=args.max_frames, reconnect_timeout=args.reconnect_timeout),
+        roi=parse_roi(args.roi),
+        smoothing=SmoothingConfig(mode=args.smoothing, strength=args.smoothing_strength,
+                                  threshold=args.threshold, threshold_low=args.threshold_low),
+        postprocess=PostprocessConfig(min_area=args.min_area, fill_holes=not args.no_fill_holes),
+        render=RenderConfig(style=args.overlay, hud=not args.no_hud),
+        output=OutputConfig(record=args.record, save_masks=args.save_masks, stats_json=args.stats_json,
+                            snapshot_dir=args.snapshot_dir),
+        display=display, quiet=args.quiet)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``polyp-live`` command; returns the process exit code."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from engines.registry import load_backend
+    from realtime.display import Window, display_available
+    from realtime.pipeline import Pipeline
+    from realtime.sources import open_source
+
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+
+    def fail(message: str, code: int = 1) -> int:
+        console.print(f"[bold red]polyp-live: error:[/bold red] {message}", highlight=False, soft_wrap=True)
+        return code
+
+    if args.source == "demo":
+        args.source = str(DEMO_CLIP)
+    if args.display and not display_available():
+        return fail("--display needs a screen but none was found ($DISPLAY is unset); use --headless or --record", 2)
+    display = args.display or (not args.headless and display_available())
+
+    backend = None
+    pipeline = None
+    interrupted = {"signal": None}
+    try:
+        config = make_config(args, display)
+        backend = load_backend(args.model, args.backend, threads=args.threads)
+        source = open_source(args.source, args.fps, config.source.max_consecutive_corrupt)
+        pipeline = Pipeline(config, source, backend)
+
+        def on_signal(signum, _frame):
+            interrupted["signal"] = signum
+            pipeline.stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        window = None
+        try:
+            pipeline.start()
+            window = Window(pipeline, args.snapshot_dir) if display else None
+            live = Live(pipeline.stats.live_table(), console=console, refresh_per_second=2, transient=True) \
+                if not args.quiet and console.is_terminal else None
+            if live:
+                live.start()
+            try:
+                while pipeline.poll(0.01 if window else 0.1):
+                    if window:
+                        window.tick()
+                    if live:
+                        live.update(pipeline.stats.live_table())
+            finally:
+                if live:
+                    live.stop()
+        except KeyboardInterrupt:
+            interrupted["signal"] = signal.SIGINT
+        finally:
+            if window:
+                window.close()
+            pipeline.close()
+        pipeline.raise_if_failed()
+    except (PolypLiveError, ModelLoadError, ModelSpecError, BackendUnavailableError, ValueError) as exc:
+        if pipeline is not None and pipeline.stats.counters["frames_out"]:
+            console.print(pipeline.stats.summary_table())
+        return fail(str(exc))
+    finally:
+        if backend is not None:
+            backend.close()
+    console.print(pipeline.stats.summary_table())
+    if pipeline.recorder is not None:
+        console.print(f"recording: {pipeline.recorder.path} ({pipeline.recorder.frames} frames at "
+                      f"{pipeline.recorder.fps:.3f} FPS)", highlight=False)
+    if interrupted["signal"] is not None:
+        name = signal.Signals(interrupted["signal"]).name
+        console.print(f"stopped by {name}; the recording is finalised", highlight=False)
+        return 128 + int(interrupted["signal"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

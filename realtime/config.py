@@ -1,0 +1,74 @@
+"""Frozen configuration, one section per stage. The CLI only overrides these defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where frames come from and how they are delivered."""
+
+    source: str = "0"
+    fps: float = 0.0               # image folders: frames per second (0 = 30)
+    realtime: bool = False         # pace a file at its native rate and drop late frames
+    loop: bool = False
+    max_frames: int = 0            # 0 = no limit
+    reconnect_timeout: float = 10.0
+    max_consecutive_corrupt: int = 50
+
+
+@dataclass(frozen=True)
+class RoiConfig:
+    """Field of view: 'auto', 'full' or a fixed 'x,y,w,h'."""
+
+    mode: str = "auto"
+    fixed: tuple[int, int, int, int] | None = None
+    refresh_frames: int = 30
+    brightness: int = 20           # pixels darker than this are margin
+
+
+@dataclass(frozen=True)
+class SmoothingConfig:
+    """Temporal smoothing of the probability map and hysteresis thresholds."""
+
+    mode: str = "confidence"       # none | ema | confidence
+    strength: float = 0.6          # 0 = follow each frame, towards 1 = keep the past
+    threshold: float | None = None  # None = the model's default
+    threshold_low: float | None = None  # None = threshold - 0.15
+    scene_cut: float = 40.0        # mean absolute thumbnail difference that resets the state
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    min_area: int = 300            # in source-frame pixels
+    fill_holes: bool = True
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    style: str = "both"            # fill | contour | both | heatmap
+    hud: bool = True
+    alpha: float = 0.35
+    color: tuple[int, int, int] = (0, 255, 0)  # BGR
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    record: str | None = None
+    save_masks: str | None = None
+    stats_json: str | None = None
+    snapshot_dir: str = "."
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    roi: RoiConfig = field(default_factory=RoiConfig)
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    queue_size: int = 4
+    display: bool = False
+    quiet: bool = False

@@ -1,0 +1,22 @@
+"""Errors the live pipeline raises; the CLI turns each into one line and a non-zero exit."""
+
+
+class PolypLiveError(RuntimeError):
+    """Base class: the message names the input and what to do."""
+
+
+class SourceError(PolypLiveError):
+    """A source cannot be opened or read, or was lost for longer than the reconnect timeout."""
+
+
+class OutputError(PolypLiveError):
+    """A recording, mask folder or stats file cannot be written."""
+
+
+class StageError(PolypLiveError):
+    """A pipeline stage failed; carries the stage name."""
+
+    def __init__(self, stage: str, exc: BaseException):
+        self.stage, self.exc = stage, exc
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        super().__init__(f"{stage} stage failed: {detail}" if not isinstance(exc, PolypLiveError) else detail)

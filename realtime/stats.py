@@ -1,0 +1,99 @@
+"""Per-stage timings, end-to-end latency, rolling FPS and counters, with rich tables and JSON."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+from rich.table import Table
+
+STAGES = ("capture", "preprocess", "inference", "postprocess", "render", "write", "end_to_end")
+COUNTERS = ("frames_in", "frames_out", "dropped", "corrupt", "signal_lost", "reconnects", "polyp_frames")
+
+
+class PipelineStats:
+    """Thread-safe collector. Stages call :meth:`record`; the console and summary read snapshots."""
+
+    def __init__(self, window: int = 120):
+        self._lock = threading.Lock()
+        self.samples: dict[str, list[float]] = {s: [] for s in STAGES}
+        self.recent: dict[str, deque] = {s: deque(maxlen=window) for s in STAGES}
+        self.counters = {c: 0 for c in COUNTERS}
+        self._out_times: deque = deque(maxlen=window)
+        self.started = time.perf_counter()
+        self.finished: float | None = None
+        self.info: dict[str, object] = {}
+
+    def record(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self.samples[stage].append(seconds)
+            self.recent[stage].append(seconds)
+
+    def count(self, counter: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[counter] += n
+
+    def frame_out(self) -> None:
+        with self._lock:
+            self.counters["frames_out"] += 1
+            self._out_times.append(time.perf_counter())
+
+    def rolling_fps(self) -> float:
+        with self._lock:
+            times = list(self._out_times)
+        if len(times) < 2 or times[-1] == times[0]:
+            return 0.0
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    def rolling_ms(self, stage: str) -> float:
+        with self._lock:
+            values = list(self.recent[stage])
+        return 1000.0 * float(np.mean(values)) if values else 0.0
+
+    def summary(self) -> dict:
+        """Percentiles per stage in milliseconds, counters, and overall throughput."""
+        with self._lock:
+            samples = {k: list(v) for k, v in self.samples.items()}
+            counters = dict(self.counters)
+        elapsed = (self.finished or time.perf_counter()) - self.started
+        stages = {}
+        for stage, values in samples.items():
+            if values:
+                ms = np.asarray(values) * 1000.0
+                stages[stage] = {"count": len(values), "mean": float(ms.mean()),
+                                 **{f"p{q}": float(np.percentile(ms, q)) for q in (50, 95, 99)}, "max": float(ms.max())}
+        return {"stages_ms": stages, "counters": counters, "wall_s": elapsed,
+                "fps": counters["frames_out"] / elapsed if elapsed > 0 else 0.0, "info": dict(self.info)}
+
+    def live_table(self) -> Table:
+        """The table the terminal shows while running."""
+        table = Table(title=f"polyp-live  {self.rolling_fps():5.1f} FPS", title_justify="left")
+        table.add_column("stage")
+        table.add_column("ms (recent mean)", justify="right")
+        for stage in STAGES:
+            table.add_row(stage.replace("_", "-"), f"{self.rolling_ms(stage):7.2f}")
+        with self._lock:
+            counters = dict(self.counters)
+        table.add_row("frames in/out", f"{counters['frames_in']}/{counters['frames_out']}")
+        table.add_row("dropped / corrupt", f"{counters['dropped']} / {counters['corrupt']}")
+        return table
+
+    def summary_table(self) -> Table:
+        """The table printed at exit: p50, p95, p99 and max per stage."""
+        data = self.summary()
+        table = Table(title=f"polyp-live summary: {data['counters']['frames_out']} frames in {data['wall_s']:.1f} s "
+                            f"({data['fps']:.1f} FPS)", title_justify="left")
+        for col in ("stage", "p50 ms", "p95 ms", "p99 ms", "max ms"):
+            table.add_column(col, justify="left" if col == "stage" else "right")
+        for stage, row in data["stages_ms"].items():
+            table.add_row(stage.replace("_", "-"), *(f"{row[k]:.2f}" for k in ("p50", "p95", "p99", "max")))
+        counters = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in data["counters"].items())
+        table.caption = counters
+        return table
+
+    def write_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.summary(), indent=2) + "\n")
