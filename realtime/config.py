@@ -69,6 +69,6 @@ class PipelineConfig:
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
-    queue_size: int = 4
+    queue_size: int = 2            # small: a file's frames wait less between stages
     display: bool = False
     quiet: bool = False

@@ -37,10 +37,10 @@ def clean_mask(mask: np.ndarray, min_area: int, fill_holes: bool = True) -> np.n
         inverse = (~out).astype(np.uint8)
         n, lab, st, _ = cv2.connectedComponentsWithStats(inverse, connectivity=4)
         h, w = out.shape
-        for i in range(1, n):
-            x, y, bw, bh, _ = st[i]
-            if x > 0 and y > 0 and x + bw < w and y + bh < h:
-                out |= lab == i
+        x, y, bw, bh = (st[:, k] for k in range(4))
+        hole = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h)
+        hole[0] = False  # label 0 is the foreground itself
+        out |= hole[lab]
     return out
 
 

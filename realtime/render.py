@@ -33,9 +33,11 @@ def overlay(frame: np.ndarray, detection: Detection, prob: np.ndarray | None, ro
         region = out[y:y + h, x:x + w]
         cv2.addWeighted(heat, config.alpha + 0.1, region, 1 - config.alpha - 0.1, 0, dst=region)
     if style in ("fill", "both") and detection.present:
-        ys, xs = np.nonzero(detection.mask)
-        colour = np.asarray(config.color, np.float32)
-        out[ys, xs] = (out[ys, xs] * (1 - config.alpha) + colour * config.alpha).astype(np.uint8)
+        # Blend only inside the detections' bounding boxes: cheap at 1080p when polyps are small.
+        for x, y, w, h in detection.boxes:
+            region, mask = out[y:y + h, x:x + w], detection.mask[y:y + h, x:x + w]
+            tinted = cv2.addWeighted(region, 1 - config.alpha, np.full_like(region, config.color), config.alpha, 0)
+            cv2.copyTo(tinted, mask, region)
     if style in ("contour", "both", "heatmap") and detection.contours:
         thickness = max(2, frame.shape[0] // 360)
         cv2.drawContours(out, detection.contours, -1, config.color, thickness, cv2.LINE_AA)

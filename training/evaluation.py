@@ -1,0 +1,115 @@
+"""Evaluate a checkpoint or an exported model on a dataset split through the live path's backend.
+
+Every image goes through :func:`engines.preprocess.preprocess` and a :class:`engines.base.Backend`,
+exactly as in ``polyp-live``; the probability map is resized back to the image's own size and scored
+there with :mod:`training.metrics`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engines.base import Backend
+from engines.preprocess import preprocess
+from training.dataset import read_pair, scan, split_stems
+from training.metrics import METRICS, MetricAccumulator, image_metrics
+
+SWEEP = tuple(round(t, 2) for t in np.arange(0.20, 0.81, 0.05))
+
+
+@dataclass
+class Evaluation:
+    """Per-image rows, mean and pooled metrics, and the probability maps kept for a sweep."""
+
+    split: str
+    threshold: float
+    rows: list[dict]
+    mean: dict[str, float]
+    pooled: dict[str, float]
+    sweep: dict[float, float]
+
+
+def predict(backend: Backend, image: np.ndarray) -> np.ndarray:
+    """Probability map at the image's own resolution."""
+    prob = backend.infer(preprocess(image, backend.spec))
+    return cv2.resize(prob, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def evaluate(backend: Backend, data: str | Path, split: str, threshold: float | None = None,
+             sweep: bool = False, progress=None) -> tuple[Evaluation, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]]:
+    """Score ``backend`` on one split. Returns the evaluation and (stem, image, truth, prob) per image."""
+    threshold = backend.spec.threshold if threshold is None else threshold
+    samples = scan(data)
+    stems = split_stems(data, split, samples)
+    acc = MetricAccumulator()
+    sweep_dice = {t: [] for t in SWEEP} if sweep else {}
+    rows, kept = [], []
+    task = progress.add_task(f"evaluating {split}", total=len(stems)) if progress else None
+    for stem in stems:
+        image, truth = read_pair(samples[stem])
+        prob = predict(backend, image)
+        row = acc.add(prob >= threshold, truth)
+        rows.append({"image": stem, **row})
+        for t in sweep_dice:
+            sweep_dice[t].append(image_metrics(prob >= t, truth)["dice"])
+        # Keep small copies only: the overlay grid needs them, memory should not grow with image size.
+        scale = 256 / max(image.shape[:2])
+        size = (max(1, int(image.shape[1] * scale)), max(1, int(image.shape[0] * scale)))
+        kept.append((stem, cv2.resize(image, size), cv2.resize(truth.astype(np.uint8), size) > 0,
+                     cv2.resize(prob, size)))
+        if progress:
+            progress.advance(task)
+    result = Evaluation(split, threshold, rows, acc.mean(), acc.pooled(),
+                        {t: float(np.mean(v)) for t, v in sweep_dice.items()})
+    return result, kept
+
+
+def best_threshold(sweep: dict[float, float]) -> float:
+    """The threshold with the highest mean Dice (ties go to the one closest to 0.5)."""
+    return max(sweep, key=lambda t: (round(sweep[t], 6), -abs(t - 0.5)))
+
+
+def write_reports(result: Evaluation, kept, out: str | Path, model: str) -> dict:
+    """Per-image CSV, JSON summary and best/worst overlay grid into ``out``; returns the summary."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / f"{result.split}_per_image.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["image", *METRICS])
+        writer.writeheader()
+        writer.writerows(result.rows)
+    summary = {"model": model, "split": result.split, "images": len(result.rows), "threshold": result.threshold,
+               "mean": result.mean, "pooled": result.pooled,
+               "sweep_mean_dice": {f"{t:.2f}": d for t, d in result.sweep.items()}}
+    if result.sweep:
+        summary["best_threshold"] = best_threshold(result.sweep)
+    (out / f"{result.split}_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    overlay_grid(result, kept, out / f"{result.split}_best_worst.png")
+    return summary
+
+
+def overlay_grid(result: Evaluation, kept, path: Path, per_row: int = 4) -> None:
+    """Top row: the best-scoring images; bottom row: the worst. Green truth, red prediction."""
+    order = np.argsort([r["dice"] for r in result.rows])
+    picks = list(order[::-1][:per_row]) + list(order[:per_row])
+    tiles = []
+    for i in picks:
+        stem, image, truth, prob = kept[i]
+        tile = cv2.resize(image, (256, 256))
+        t = cv2.resize(truth.astype(np.uint8), (256, 256)) > 0
+        p = cv2.resize(prob, (256, 256)) >= result.threshold
+        for mask, colour in ((t, (0, 255, 0)), (p, (0, 0, 255))):
+            contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            cv2.drawContours(tile, contours, -1, colour, 2)
+        cv2.putText(tile, f"Dice {result.rows[i]['dice']:.3f}", (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
+                    (255, 255, 255), 2)
+        tiles.append(tile)
+    while len(tiles) < 2 * per_row:
+        tiles.append(np.zeros((256, 256, 3), np.uint8))
+    grid = np.vstack([np.hstack(tiles[:per_row]), np.hstack(tiles[per_row:])])
+    cv2.imwrite(str(path), grid)
