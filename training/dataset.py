@@ -70,9 +70,12 @@ def split_stems(root: str | Path, split: str, samples: dict[str, Sample],
         raise DatasetError(f"unknown split {split!r} and no {path}; use train, val or test")
     stems = sorted(samples)
     random.Random(seed).shuffle(stems)
-    n_train = int(round(ratios[0] * len(stems)))
-    n_val = int(round(ratios[1] * len(stems)))
-    bounds = [0, n_train, n_train + n_val, len(stems)]
+    n = len(stems)
+    # Small folders still get one validation and one test image each (when they have three).
+    n_val = max(1 if n >= 3 else 0, int(round(ratios[1] * n)))
+    n_test = max(1 if n >= 3 else 0, int(round(ratios[2] * n)))
+    n_train = n - n_val - n_test
+    bounds = [0, n_train, n_train + n_val, n]
     return sorted(stems[bounds[names[split]]:bounds[names[split] + 1]])
 
 

@@ -1,0 +1,181 @@
+"""Model, data checks, training/resume and export parity on tiny generated data (needs torch)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training.dataset import DatasetError, load_split, scan  # noqa: E402
+from training.encoders import ENCODERS, EfficientNetLiteEncoder, get_spec, load_pretrained  # noqa: E402
+from training.trainer import TrainConfig, load_checkpoint, model_spec, train, validate  # noqa: E402
+from training.unetplusplus import InputShapeError, ModelConfig, UnetPlusPlus, check_input_size  # noqa: E402
+
+pytestmark = pytest.mark.train
+
+
+def make_dataset(root: Path, count: int = 10, size: int = 72) -> Path:
+    """Discs on noise: an easy task a few steps can start to learn."""
+    rng = np.random.default_rng(1)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(count):
+        image = rng.integers(0, 80, (size, size + 8, 3), dtype=np.uint8)
+        mask = np.zeros((size, size + 8), np.uint8)
+        centre = tuple(int(v) for v in rng.integers(20, size - 20, 2))
+        cv2.circle(image, centre, 14, (40, 90, 230), -1)
+        cv2.circle(mask, centre, 14, 255, -1)
+        cv2.imwrite(str(root / "images" / f"s{i:02d}.jpg"), image)
+        cv2.imwrite(str(root / "masks" / f"s{i:02d}.png"), mask)
+    return root
+
+
+@pytest.mark.parametrize("encoder", sorted(ENCODERS))
+@pytest.mark.parametrize("deep", [False, True])
+def test_forward_shapes(encoder, deep):
+    model = UnetPlusPlus(ModelConfig(encoder=encoder, deep_supervision=deep, aspp=deep))
+    x = torch.zeros(2, 3, 64, 96)
+    model.train()
+    out = model(x)
+    outs = out if isinstance(out, list) else [out]
+    assert len(outs) == (4 if deep else 1)
+    assert all(o.shape == (2, 1, 64, 96) for o in outs)
+    model.eval()
+    assert model(x).shape == (2, 1, 64, 96)  # export and inference keep the final head only
+
+
+@pytest.mark.parametrize("name", sorted(ENCODERS))
+def test_every_pretrained_tensor_lands(name):
+    pytest.importorskip(get_spec(name).package)
+    encoder = EfficientNetLiteEncoder(name)
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    unused = load_pretrained(encoder, name)
+    assert all(k.startswith(("_conv_head", "_bn1.", "_fc")) for k in unused) and unused
+    changed = [k for k, v in encoder.state_dict().items() if not k.endswith("num_batches_tracked")
+               and not torch.equal(v, before[k])]
+    weights = [k for k in before if not k.endswith("num_batches_tracked")]
+    assert len(changed) == len(weights)
+
+
+def test_unknown_encoder_lists_the_valid_ones():
+    with pytest.raises(KeyError, match="efficientnet-lite0"):
+        get_spec("resnet9000")
+
+
+def test_input_sides_must_be_multiples_of_32():
+    with pytest.raises(InputShapeError, match="use 256x320"):
+        check_input_size(250, 330)
+    with pytest.raises(InputShapeError):
+        UnetPlusPlus(ModelConfig())(torch.zeros(1, 3, 100, 64))
+
+
+def test_two_epochs_lower_the_loss_and_resume_continues(tmp_path):
+    data = make_dataset(tmp_path / "data")
+    config = TrainConfig(data=str(data), out=str(tmp_path / "run"), size=64, epochs=3, batch_size=4,
+                         lr=3e-3, warmup_epochs=0.5, pretrained=False, max_steps_per_epoch=3, threads=1,
+                         model=ModelConfig(decoder_channels=(32, 24, 16, 16, 8), deep_supervision=True))
+    first = train(config)
+    losses = [row["loss"] for row in first["history"]]
+    assert losses[-1] < losses[0]
+    run = tmp_path / "run"
+    for name in ("last.pt", "best.pt", "log.csv"):
+        assert (run / name).is_file()
+    assert not list(run.glob("*.tmp"))
+    # Resume: asking for more epochs continues at epoch 4 and keeps the earlier history.
+    more = TrainConfig(**{**config.__dict__, "epochs": 4})
+    resumed = train(more, resume=True)
+    assert [row["epoch"] for row in resumed["history"]] == [1, 2, 3, 4]
+    with open(run / "log.csv") as fh:
+        assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [1, 2, 3, 4]
+    model, cfg = load_checkpoint(run / "best.pt")
+    assert cfg.size == 64 and not model.training
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path):
+    data = make_dataset(tmp_path / "data", count=4)
+    config = TrainConfig(data=str(data), out=str(tmp_path / "run"), size=64, epochs=1, pretrained=False)
+    with pytest.raises(FileNotFoundError, match="drop --resume"):
+        train(config, resume=True)
+
+
+def test_export_parity_on_a_small_model(tmp_path):
+    from training.export import check_parity, export_onnx
+    data = make_dataset(tmp_path / "data", count=6)
+    config = TrainConfig(data=str(data), out=str(tmp_path / "run"), size=64, epochs=1, batch_size=4,
+                         pretrained=False, max_steps_per_epoch=1, threads=1,
+                         model=ModelConfig(decoder_channels=(32, 24, 16, 16, 8)))
+    train(config)
+    onnx_path = tmp_path / "m.onnx"
+    spec = export_onnx(tmp_path / "run" / "best.pt", onnx_path, threshold=0.45)
+    assert spec.input_height == 64 and spec.threshold == 0.45 and onnx_path.with_suffix(".json").is_file()
+    images = [cv2.imread(str(p)) for p in sorted((data / "images").glob("*.jpg"))[:3]]
+    parity = check_parity(tmp_path / "run" / "best.pt", onnx_path, images)
+    assert parity["max_abs_diff"] < 1e-4 and parity["min_mask_dice"] >= 0.99
+
+
+def test_validation_and_cache_use_model_size_images(tmp_path):
+    data = make_dataset(tmp_path / "data", count=5)
+    spec = model_spec(64)
+    stems, images, masks = load_split(data, "train", spec, tmp_path / "cache")
+    assert images.shape == (len(stems), 64, 64, 3) and set(np.unique(masks)) <= {0, 1}
+    assert list((tmp_path / "cache").glob("*.npz"))
+    stems2, images2, _ = load_split(data, "train", spec, tmp_path / "cache")
+    assert stems2 == stems and np.array_equal(images, images2)
+    model = UnetPlusPlus(ModelConfig(decoder_channels=(32, 24, 16, 16, 8)))
+    assert 0.0 <= validate(model, images, masks, spec) <= 1.0
+
+
+# --- bad data: each named before training starts ------------------------------------------------
+
+def write_splits(data: Path) -> None:
+    (data / "splits").mkdir()
+    (data / "splits" / "train.txt").write_text("s00\ns01\ns02\n")
+    (data / "splits" / "val.txt").write_text("s01\n")
+
+
+def test_image_without_mask(tmp_path):
+    data = make_dataset(tmp_path / "d", count=3)
+    (data / "masks" / "s01.png").unlink()
+    with pytest.raises(DatasetError, match=r"s01.jpg has no mask"):
+        scan(data)
+
+
+def test_mask_size_mismatch(tmp_path):
+    data = make_dataset(tmp_path / "d", count=3)
+    write_splits(data)
+    cv2.imwrite(str(data / "masks" / "s02.png"), np.zeros((10, 10), np.uint8))
+    with pytest.raises(DatasetError, match=r"s02.png is 10x10 but its image is 80x72"):
+        load_split(data, "train", model_spec(64), None)
+    with pytest.raises(DatasetError, match="s02.png"):
+        train(TrainConfig(data=str(data), out=str(tmp_path / "run"), size=64, pretrained=False))
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_unreadable_image(tmp_path):
+    data = make_dataset(tmp_path / "d", count=3)
+    write_splits(data)
+    (data / "images" / "s00.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(DatasetError, match=r"cannot decode image .*s00.jpg"):
+        load_split(data, "train", model_spec(64), None)
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "e" / "images").mkdir(parents=True)
+    (tmp_path / "e" / "masks").mkdir()
+    with pytest.raises(DatasetError, match="holds no images"):
+        scan(tmp_path / "e")
+    with pytest.raises(DatasetError, match="needs images/ and masks/"):
+        scan(tmp_path / "missing")
+
+
+def test_split_file_naming_an_unknown_image(tmp_path):
+    data = make_dataset(tmp_path / "d", count=3)
+    (data / "splits").mkdir()
+    (data / "splits" / "train.txt").write_text("s00\nghost\n")
+    with pytest.raises(DatasetError, match="'ghost'"):
+        load_split(data, "train", model_spec(64), None)
