@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from engines.base import Backend
-from engines.errors import BackendUnavailableError, ModelLoadError
+from engines.errors import ModelLoadError
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
 SUFFIXES = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".pt": "torch", ".pth": "torch"}
 
 
@@ -24,14 +25,30 @@ def backend_for(model_path: str | Path, backend: str = "auto") -> str:
     return SUFFIXES[suffix]
 
 
-def load_backend(model_path: str | Path, backend: str = "auto", threads: int = 0) -> Backend:
-    """Load ``model_path`` with the chosen backend."""
+def int8_variant(model_path: str | Path) -> Path:
+    """``model.onnx`` -> ``model.int8.onnx`` (the CPU INT8 model written by tools/quantize.py)."""
+    path = Path(model_path)
+    return path.with_name(f"{path.stem}.int8{path.suffix}")
+
+
+def load_backend(model_path: str | Path, backend: str = "auto", threads: int = 0, precision: str = "auto") -> Backend:
+    """Load ``model_path`` with the chosen backend and precision."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     name = backend_for(model_path, backend)
     if name == "onnxruntime":
         from engines.onnxruntime_backend import OnnxRuntimeBackend
+        if precision == "int8" and ".int8" not in Path(model_path).suffixes:
+            variant = int8_variant(model_path)
+            if not variant.is_file():
+                raise ModelLoadError(f"no INT8 model {variant} beside {model_path}; create it with "
+                                     f"python tools/quantize.py --onnx {model_path} --calib DATA")
+            model_path = variant
+        elif precision == "fp16":
+            raise ModelLoadError("--precision fp16 is for TensorRT; ONNX Runtime on the CPU runs fp32 or int8")
         return OnnxRuntimeBackend(model_path, threads=threads)
     if name == "torch":
         from engines.torch_backend import TorchBackend
         return TorchBackend(model_path)
-    raise BackendUnavailableError("the TensorRT backend is not part of this release yet; "
-                                  "run the .onnx model with --backend onnxruntime")
+    from engines.tensorrt_backend import TensorRTBackend
+    return TensorRTBackend(model_path, precision="fp16" if precision == "auto" else precision)

@@ -45,8 +45,9 @@ class ModelSpec:
 
     @staticmethod
     def sidecar_path(model_path: str | Path) -> Path:
-        """``model.onnx`` -> ``model.json``."""
-        return Path(model_path).with_suffix(".json")
+        """``model.onnx`` -> ``model.json``; any other file (an engine) -> ``model.engine.json``."""
+        path = Path(model_path)
+        return path.with_suffix(".json") if path.suffix.lower() == ".onnx" else path.with_name(path.name + ".json")
 
     @classmethod
     def load(cls, model_path: str | Path) -> "ModelSpec":

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from engines.errors import BackendUnavailableError, ModelLoadError
-from engines.registry import BACKENDS
+from engines.registry import BACKENDS, PRECISIONS
 from engines.spec import ModelSpecError
 from realtime.config import (OutputConfig, PipelineConfig, PostprocessConfig, RenderConfig, SmoothingConfig,
                              SourceConfig)
@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     mod = p.add_argument_group("model")
     mod.add_argument("--model", default=str(DEFAULT_MODEL), help="model file (.onnx, .pt); default: the bundled UNet++")
     mod.add_argument("--backend", default="auto", choices=BACKENDS, help="inference runtime (default: from the suffix)")
+    mod.add_argument("--precision", default="auto", choices=PRECISIONS,
+                     help="auto (fp32 on ONNX Runtime, fp16 on TensorRT), or fp32, fp16 (TensorRT), int8 "
+                          "(the model's .int8.onnx on the CPU, a Q/DQ engine on TensorRT)")
     mod.add_argument("--threads", type=_non_negative_int, default=0, help="CPU inference threads (0 = runtime default)")
     seg = p.add_argument_group("segmentation")
     seg.add_argument("--roi", default="auto", help="field of view: auto, full or x,y,w,h (default auto)")
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = {"signal": None}
     try:
         config = make_config(args, display)
-        backend = load_backend(args.model, args.backend, threads=args.threads)
+        backend = load_backend(args.model, args.backend, threads=args.threads, precision=args.precision)
         source = open_source(args.source, args.fps, config.source.max_consecutive_corrupt)
         pipeline = Pipeline(config, source, backend)
 

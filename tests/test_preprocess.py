@@ -27,8 +27,10 @@ def test_colour_order_and_normalisation():
 
 
 def test_every_consumer_uses_the_shared_preprocessing():
+    import calibration.frames
     import realtime.pipeline
     assert realtime.pipeline.preprocess is pre.preprocess
+    assert calibration.frames.preprocess is pre.preprocess
     try:
         import training.trainer
         import training.dataset

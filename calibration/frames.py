@@ -1,0 +1,75 @@
+"""Representative frames for calibration, drawn deterministically and spread over the source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engines.preprocess import preprocess
+from engines.spec import ModelSpec
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+class CalibrationError(ValueError):
+    """The calibration source gives no usable frames; the message names it."""
+
+
+def _evenly(n_total: int, count: int) -> list[int]:
+    """``count`` indices spread evenly over ``n_total`` (all of them when there are fewer)."""
+    if n_total <= count:
+        return list(range(n_total))
+    return sorted({int(round(i)) for i in np.linspace(0, n_total - 1, count)})
+
+
+def sample_frames(source: str | Path, count: int = 500, split: str = "train") -> list[np.ndarray]:
+    """BGR frames from a video, an image folder or a dataset split (``images/`` + ``splits/``)."""
+    path = Path(source)
+    if (path / "images").is_dir():
+        from training.dataset import read_pair, scan, split_stems
+        samples = scan(path)
+        stems = split_stems(path, split, samples)
+        return [read_pair(samples[stems[i]])[0] for i in _evenly(len(stems), count)]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        frames = [cv2.imread(str(files[i]), cv2.IMREAD_COLOR) for i in _evenly(len(files), count)]
+        frames = [f for f in frames if f is not None]
+    elif path.is_file():
+        cap = cv2.VideoCapture(str(path))
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        frames = []
+        for index in _evenly(total, count):
+            cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+            ok, frame = cap.read()
+            if ok:
+                frames.append(frame)
+        cap.release()
+    else:
+        raise CalibrationError(f"calibration source {source} not found; pass a video, an image folder or a dataset folder")
+    if not frames:
+        raise CalibrationError(f"calibration source {source} yields no decodable frames")
+    return frames
+
+
+def build_calibration_set(source: str | Path, spec: ModelSpec, count: int = 500, split: str = "train") -> np.ndarray:
+    """N x 3 x H x W float32 network inputs, through the one shared preprocessing."""
+    return np.concatenate([preprocess(f, spec) for f in sample_frames(source, count, split)])
+
+
+def save_calibration_set(batch: np.ndarray, path: str | Path) -> Path:
+    """Store a calibration set for reuse (``.npy``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, batch)
+    tmp.replace(path)
+    return path
+
+
+def load_calibration_set(path: str | Path) -> np.ndarray:
+    data = np.load(path)
+    if data.ndim != 4 or data.shape[1] != 3:
+        raise CalibrationError(f"calibration set {path} has shape {data.shape}; expected N x 3 x H x W")
+    return data

@@ -1,0 +1,126 @@
+"""Precision carried by the ONNX graph: FP16 conversion and INT8 Q/DQ quantisation.
+
+TensorRT 11 removed the FP16/INT8 builder flags and the INT8 calibrators; a strongly typed network
+takes its precision from the graph. The same graphs run in ONNX Runtime, which is how they are
+tested here without a GPU.
+
+Two INT8 flavours, because the runtimes want different ones:
+- ``tensorrt``: symmetric signed INT8 activations and per-channel INT8 weights (explicit
+  quantisation in TensorRT requires symmetric scales);
+- ``onnxruntime``: unsigned 8-bit activations with per-channel INT8 weights, which reach ONNX
+  Runtime's fast integer kernels on x86 CPUs.
+The sigmoid head stays in higher precision in every flavour.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+FLAVOURS = ("tensorrt", "onnxruntime")
+# Ops whose FP16 versions overflow or lose the decision boundary: the sigmoid head and reductions.
+FP32_OPS = ["Sigmoid", "ReduceMean", "GlobalAveragePool", "Softmax"]
+
+
+def _sigmoid_nodes(model) -> list[str]:
+    return [n.name for n in model.graph.node if n.op_type == "Sigmoid"]
+
+
+def _head_nodes(model) -> list[str]:
+    """The sigmoid and the node feeding it: the head stays out of INT8."""
+    producers = {out: n for n in model.graph.node for out in n.output}
+    names = []
+    for node in model.graph.node:
+        if node.op_type == "Sigmoid":
+            names.append(node.name)
+            feeder = producers.get(node.input[0])
+            if feeder is not None:
+                names.append(feeder.name)
+    return names
+
+
+def _name_nodes(model) -> None:
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"
+
+
+def topological_sort(graph) -> None:
+    """Reorder ``graph.node`` so every node follows its producers (TensorRT's parser needs that)."""
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:
+            raise ValueError("graph has a cycle or an undefined input: " + pending[0].name)
+        for node in ready:
+            ordered.append(node)
+            available.update(node.output)
+        pending = [n for n in pending if n not in ready]
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def convert_fp16(onnx_in: str | Path, onnx_out: str | Path) -> Path:
+    """FP16 graph with FP32 inputs and outputs, keeping :data:`FP32_OPS` in FP32."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(onnx_in))
+    _name_nodes(model)
+    fp16 = convert_float_to_float16(model, keep_io_types=True, op_block_list=FP32_OPS)
+    topological_sort(fp16.graph)  # the converter appends its input casts at the end
+    onnx.checker.check_model(fp16)
+    onnx.save(fp16, str(onnx_out))
+    return Path(onnx_out)
+
+
+class _Reader:
+    """ONNX Runtime calibration reader over an in-memory calibration set."""
+
+    def __init__(self, input_name: str, batch: np.ndarray):
+        self.input_name = input_name
+        self.items = iter(batch[i:i + 1] for i in range(len(batch)))
+
+    def get_next(self):
+        item = next(self.items, None)
+        return None if item is None else {self.input_name: item}
+
+    def rewind(self):  # newer ORT versions may call it
+        pass
+
+
+def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calibration: np.ndarray, flavour: str = "tensorrt",
+                  method: str = "percentile") -> Path:
+    """Write a Q/DQ INT8 model calibrated on ``calibration`` (N x 3 x H x W, shared preprocessing)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if flavour not in FLAVOURS:
+        raise ValueError(f"unknown INT8 flavour {flavour!r}; choose one of: {', '.join(FLAVOURS)}")
+    onnx_out = Path(onnx_out)
+    prepared = onnx_out.with_name(onnx_out.stem + ".prep.onnx")
+    model = onnx.load(str(onnx_in))
+    _name_nodes(model)
+    input_name = model.graph.input[0].name
+    onnx.save(model, str(prepared))
+    try:
+        quant_pre_process(str(prepared), str(prepared), skip_symbolic_shape=True)
+        methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                   "entropy": CalibrationMethod.Entropy}
+        extra = {"ActivationSymmetric": flavour == "tensorrt", "WeightSymmetric": True}
+        if method == "percentile":
+            extra["CalibPercentile"] = 99.99
+        quantize_static(
+            str(prepared), str(onnx_out), _Reader(input_name, calibration),
+            quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QInt8 if flavour == "tensorrt" else QuantType.QUInt8,
+            weight_type=QuantType.QInt8, nodes_to_exclude=_head_nodes(onnx.load(str(prepared))),
+            calibrate_method=methods[method], extra_options=extra)
+    finally:
+        prepared.unlink(missing_ok=True)
+        for leftover in onnx_out.parent.glob("augmented_model*.onnx"):
+            leftover.unlink(missing_ok=True)
+    return onnx_out

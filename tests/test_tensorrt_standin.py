@@ -1,0 +1,183 @@
+"""TensorRT builder and backend against stand-in ``tensorrt`` and ``cuda`` modules (no GPU needed).
+
+Tests marked ``tensorrt`` at the end run only where real TensorRT and a GPU exist.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import FakeBackend, TEST_SPEC, moving_disc_frames
+from engines.errors import BackendUnavailableError, ModelLoadError
+from engines.preprocess import preprocess
+from engines.spec import ModelSpec
+from fake_gpu import FakeCudart, install, make_fake_tensorrt
+
+pytest.importorskip("onnx")
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    cudart = FakeCudart()
+    trt = make_fake_tensorrt(cudart, version="11.0.0")
+    install(monkeypatch, cudart, trt)
+    return cudart, trt
+
+
+@pytest.mark.parametrize("version", ["10.8.0", "11.0.0"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_builder_is_strongly_typed_and_writes_engine_metadata(monkeypatch, tmp_path, brightness_model, version, precision):
+    from engines.tensorrt_builder import build_engine
+    cudart = FakeCudart()
+    trt = make_fake_tensorrt(cudart, version=version)
+    install(monkeypatch, cudart, trt)
+    out = tmp_path / "m.engine"
+    meta = build_engine(brightness_model, out, precision, workspace_mb=256, timing_cache=tmp_path / "t.cache", log=lambda m: None)
+    assert ("create_network", 1 << 1) in trt.calls  # STRONGLY_TYPED, no builder precision flags
+    assert out.read_bytes().startswith(b"{")
+    assert (tmp_path / "t.cache").read_bytes() == b"cache"
+    sidecar = ModelSpec.load(out)
+    assert sidecar.input_height == 32 and sidecar.info["engine"] == meta
+    assert meta["tensorrt_version"] == version and meta["gpu"] == "NVIDIA Fake GPU"
+    assert meta["compute_capability"] == "8.9" and meta["precision"] == precision
+    assert meta["input_shape"] == [1, 3, 32, 32] and len(meta["source_onnx_sha256"]) == 64
+    if precision == "fp16":  # TensorRT parsed the converted graph, not the FP32 one
+        assert trt.built_from[-1].endswith("fp16.onnx")
+
+
+def test_int8_build_parses_a_qdq_graph(fake_gpu, tmp_path):
+    from test_precision import make_conv_model
+    from engines.tensorrt_builder import build_engine
+    model = make_conv_model(tmp_path / "conv.onnx")
+    calib = np.concatenate([preprocess(f, TEST_SPEC) for f in moving_disc_frames(8)])
+    build_engine(model, tmp_path / "q.engine", "int8", calib, log=lambda m: None)
+    assert fake_gpu[1].built_from[-1].endswith("int8.onnx")
+    with pytest.raises(ValueError, match="needs --calib"):
+        build_engine(model, tmp_path / "q2.engine", "int8", None, log=lambda m: None)
+
+
+def test_parse_errors_are_each_listed(monkeypatch, tmp_path, brightness_model):
+    from engines.tensorrt_builder import EngineBuildError, build_engine
+    cudart = FakeCudart()
+    install(monkeypatch, cudart, make_fake_tensorrt(cudart, parse_ok=False))
+    with pytest.raises(EngineBuildError) as info:
+        build_engine(brightness_model, tmp_path / "m.engine", "fp32", log=lambda m: None)
+    text = str(info.value)
+    assert "cannot parse" in text and "fake parser error 0" in text and "fake parser error 1" in text
+    assert not (tmp_path / "m.engine").exists()
+
+
+def test_backend_runs_execute_async_v3_with_right_buffers_and_replays_a_cuda_graph(fake_gpu, tmp_path, brightness_model):
+    from engines.tensorrt_backend import TensorRTBackend
+    from engines.tensorrt_builder import build_engine
+    cudart, trt = fake_gpu
+    build_engine(brightness_model, tmp_path / "m.engine", "fp32", log=lambda m: None)
+    backend = TensorRTBackend(tmp_path / "m.engine")
+    assert ("cudaMalloc", 3 * 32 * 32 * 4) in cudart.calls and ("cudaMalloc", 32 * 32 * 4) in cudart.calls
+    assert ("cudaMallocHost", 3 * 32 * 32 * 4) in cudart.calls
+    assert {c[1] for c in trt.calls if c[0] == "set_tensor_address"} == {"image", "prob"}
+    reference = FakeBackend()
+    outputs = []
+    for frame in list(moving_disc_frames(4)):
+        x = preprocess(frame, backend.spec)
+        got = backend.infer(x)
+        np.testing.assert_allclose(got, reference.infer(x), atol=1e-6)
+        outputs.append(got)
+    copies = [c for c in cudart.calls if c[0] == "cudaMemcpyAsync"]
+    assert copies[:2] == [("cudaMemcpyAsync", "cudaMemcpyHostToDevice", 3 * 32 * 32 * 4),
+                          ("cudaMemcpyAsync", "cudaMemcpyDeviceToHost", 32 * 32 * 4)]
+    assert ("cudaStreamBeginCapture",) in cudart.calls  # captured after the first run ...
+    assert cudart.calls.count(("cudaGraphLaunch",)) == 2  # ... and replayed for runs 3 and 4
+    assert backend.name == "tensorrt:fp32"
+    backend.close()
+    assert len(cudart.freed) == 4 and ("cudaStreamDestroy",) in cudart.calls
+
+
+def test_onnx_with_tensorrt_backend_builds_once_and_caches_beside_it(fake_gpu, brightness_model):
+    from engines.registry import load_backend
+    cudart, trt = fake_gpu
+    first = load_backend(brightness_model, "tensorrt")
+    cached = list(brightness_model.parent.glob("*.engine"))
+    assert [p.name for p in cached] == ["bright.nvidia-fake-gpu-sm89-trt11.0.0-fp16.engine"]
+    builds = sum(1 for c in trt.calls if c[0] == "build_serialized_network")
+    first.close()
+    load_backend(brightness_model, "tensorrt").close()
+    assert sum(1 for c in trt.calls if c[0] == "build_serialized_network") == builds == 1
+
+
+def test_engine_for_another_tensorrt_or_gpu_is_refused_with_the_rebuild_command(monkeypatch, tmp_path, brightness_model):
+    from engines.tensorrt_backend import TensorRTBackend
+    from engines.tensorrt_builder import build_engine
+    cudart = FakeCudart()
+    install(monkeypatch, cudart, make_fake_tensorrt(cudart, version="10.8.0"))
+    build_engine(brightness_model, tmp_path / "m.engine", "fp16", log=lambda m: None)
+    newer = FakeCudart(name=b"NVIDIA H100", cc=(9, 0))
+    install(monkeypatch, newer, make_fake_tensorrt(newer, version="11.0.0"))
+    with pytest.raises(ModelLoadError) as info:
+        TensorRTBackend(tmp_path / "m.engine")
+    text = str(info.value)
+    assert "TensorRT 10.8.0 (running 11.0.0)" in text and "running NVIDIA H100 sm_9.0" in text
+    assert f"python tools/build_engine.py --onnx {brightness_model} --precision fp16 --out {tmp_path / 'm.engine'}" in text
+
+
+def test_missing_tensorrt_gives_the_install_hint(monkeypatch, brightness_model, tmp_path, capsys):
+    install(monkeypatch, FakeCudart(), trt=None)
+    sys.path.insert(0, str(__import__("conftest").ROOT / "tools"))
+    import build_engine
+    assert build_engine.main(["--onnx", str(brightness_model), "--out", str(tmp_path / "m.engine")]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "TensorRT is not installed" in err and "pip install" in err and "pypi.nvidia.com" in err
+
+
+def test_no_gpu_and_unsupported_precision(monkeypatch, brightness_model, tmp_path):
+    from engines.tensorrt_builder import EngineBuildError, build_engine
+    none = FakeCudart(devices=0)
+    install(monkeypatch, none, make_fake_tensorrt(none))
+    with pytest.raises(BackendUnavailableError, match="no NVIDIA GPU"):
+        build_engine(brightness_model, tmp_path / "m.engine", "fp16", log=lambda m: None)
+    old = FakeCudart(name=b"Tesla K80", cc=(3, 7))
+    install(monkeypatch, old, make_fake_tensorrt(old))
+    with pytest.raises(EngineBuildError, match="fp16 needs compute capability 5.3"):
+        build_engine(brightness_model, tmp_path / "m.engine", "fp16", log=lambda m: None)
+
+
+def test_build_engine_help_documents_every_option(capsys):
+    sys.path.insert(0, str(__import__("conftest").ROOT / "tools"))
+    import build_engine
+    with pytest.raises(SystemExit):
+        build_engine.parse_args(["--help"])
+    text = capsys.readouterr().out
+    for option in ("--onnx", "--precision", "--calib", "--calib-count", "--out", "--workspace", "--timing-cache",
+                   "--validate", "--data"):
+        assert option in text
+
+
+# --- real hardware (skipped here) ----------------------------------------------------------------
+
+def _real_tensorrt():
+    try:
+        import tensorrt  # noqa: F401
+        from engines.cuda_memory import gpu_info
+        gpu_info()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+def test_real_tensorrt_fp16_engine_matches_onnxruntime(tmp_path, brightness_model):
+    if not _real_tensorrt():
+        pytest.skip("needs TensorRT and an NVIDIA GPU")
+    from engines.tensorrt_backend import TensorRTBackend
+    from engines.tensorrt_builder import build_engine
+    build_engine(brightness_model, tmp_path / "m.engine", "fp16", log=lambda m: None)
+    backend = TensorRTBackend(tmp_path / "m.engine")
+    x = preprocess(next(moving_disc_frames(1)), backend.spec)
+    np.testing.assert_allclose(backend.infer(x), FakeBackend().infer(x), atol=5e-3)
+    backend.close()
+    assert json.loads((tmp_path / "m.engine.json").read_text())["info"]["engine"]["precision"] == "fp16"

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Compile an ONNX model into a TensorRT engine (TensorRT 10.x and 11.x, strongly typed).
+
+Precision is carried by the graph: fp16 converts the ONNX to FP16 (sigmoid and reductions stay FP32),
+int8 inserts Q/DQ pairs calibrated on --calib frames (symmetric INT8 activations, per-channel
+weights). The engine gets a sidecar (ENGINE.json) with the TensorRT version, GPU, compute
+capability, precision, input shape and the source ONNX's sha256; polyp-live refuses engines built
+for another TensorRT or GPU and prints the rebuild command.
+
+Examples:
+    python tools/build_engine.py --onnx engines/models/polyp-unetpp-lite0-256.onnx --precision fp16 --out model.engine
+    python tools/build_engine.py --onnx MODEL.onnx --precision int8 --calib ../shared/data/kvasir-seg \
+        --out model-int8.engine --timing-cache trt.cache --validate val
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+DICE_LIMITS = {"fp32": 0.99, "fp16": 0.99, "int8": 0.98}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--onnx", required=True, help="source ONNX model (with its .json sidecar)")
+    p.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "int8"), help="engine precision (default fp16)")
+    p.add_argument("--calib", default=None,
+                   help="int8 only: calibration frames from a video, an image folder, a dataset folder (train split) "
+                        "or a saved .npy calibration set")
+    p.add_argument("--calib-count", type=int, default=500, help="frames drawn for calibration, spread over the source (default 500)")
+    p.add_argument("--out", required=True, help="engine file to write (its sidecar goes to OUT.json)")
+    p.add_argument("--workspace", type=int, default=0, metavar="MB", help="builder workspace limit in MB (default: TensorRT's)")
+    p.add_argument("--timing-cache", default=None, metavar="FILE", help="reuse and update a timing cache to speed up rebuilds")
+    p.add_argument("--validate", default=None, metavar="SPLIT",
+                   help="after building, compare with ONNX Runtime FP32 on this split of --data; fails under "
+                        "mask Dice 0.99 (fp32/fp16) or 0.98 (int8)")
+    p.add_argument("--data", default="../shared/data/kvasir-seg", help="dataset for --validate (default ../shared/data/kvasir-seg)")
+    p.add_argument("--validate-count", type=int, default=50, help="images used by --validate (default 50)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from rich.console import Console
+
+    from engines.errors import BackendUnavailableError, ModelLoadError
+    from engines.spec import ModelSpec, ModelSpecError
+    from engines.tensorrt_builder import EngineBuildError, build_engine
+
+    console = Console(stderr=True)
+    try:
+        calibration = None
+        if args.precision == "int8":
+            if not args.calib:
+                raise ValueError("--precision int8 needs --calib SOURCE (video, image folder, dataset or .npy)")
+            from calibration.frames import build_calibration_set, load_calibration_set
+            if args.calib.endswith(".npy"):
+                calibration = load_calibration_set(args.calib)
+            else:
+                calibration = build_calibration_set(args.calib, ModelSpec.load(args.onnx), args.calib_count)
+        meta = build_engine(args.onnx, args.out, args.precision, calibration, args.workspace, args.timing_cache,
+                            log=lambda m: console.print(m, highlight=False))
+        console.print(f"wrote {args.out}: TensorRT {meta['tensorrt_version']}, {meta['gpu']} "
+                      f"(sm_{meta['compute_capability']}), {meta['precision']}, input {meta['input_shape']}")
+        if args.validate:
+            return validate(args, console)
+    except (BackendUnavailableError, ModelLoadError, ModelSpecError, EngineBuildError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[bold red]build_engine: error:[/bold red] {exc}", highlight=False)
+        return 1
+    return 0
+
+
+def validate(args, console) -> int:
+    """Run --validate images through the engine and ONNX Runtime FP32; fail under the Dice limit."""
+    import numpy as np
+
+    from engines.onnxruntime_backend import OnnxRuntimeBackend
+    from engines.preprocess import preprocess
+    from engines.tensorrt_backend import TensorRTBackend
+    from training.dataset import read_pair, scan, split_stems
+    from training.metrics import image_metrics
+
+    samples = scan(args.data)
+    stems = split_stems(args.data, args.validate, samples)[: args.validate_count]
+    reference, engine = OnnxRuntimeBackend(args.onnx), TensorRTBackend(args.out)
+    diffs, dices = [], []
+    try:
+        for stem in stems:
+            x = preprocess(read_pair(samples[stem])[0], reference.spec)
+            ref, got = reference.infer(x), engine.infer(x)
+            diffs.append(float(np.abs(ref - got).max()))
+            t = reference.spec.threshold
+            dices.append(image_metrics(got >= t, ref >= t)["dice"])
+    finally:
+        engine.close()
+    limit = DICE_LIMITS[args.precision]
+    mean_dice = float(np.mean(dices))
+    console.print(f"validate on {len(stems)} {args.validate} images: max abs diff {max(diffs):.4f}, "
+                  f"mask Dice mean {mean_dice:.4f} min {min(dices):.4f} (limit {limit})")
+    if mean_dice < limit:
+        console.print(f"[bold red]build_engine: error:[/bold red] engine masks agree with ONNX Runtime FP32 at Dice "
+                      f"{mean_dice:.4f} < {limit}; do not deploy {args.out}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
