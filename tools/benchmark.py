@@ -5,16 +5,21 @@ Each model runs the same preprocessed frames (the shared preprocessing) after a 
 reports median and p95 latency, throughput, peak resident memory of the process, and mask Dice
 against the first model listed (the reference). Do not run it while another job loads the CPU.
 
+Entries are ``PATH[@BACKEND[:PRECISION]]``; by default every backend and precision available on
+this machine runs (ONNX Runtime FP32 and INT8, torch with --checkpoint, TensorRT FP16 and INT8 where
+TensorRT and a GPU exist), each in its own process.
+
 Examples:
-    python tools/benchmark.py --models engines/models/polyp-unetpp-lite0-256.onnx --threads 2
-    python tools/benchmark.py --models engines/models/polyp-unetpp-lite0-256.onnx runs/lite0-256/best.pt \
-        --source ../shared/data/kvasir-seg --split test --json docs/benchmark-cpu.json
+    python tools/benchmark.py --threads 2 --json docs/benchmark-cpu.json
+    python tools/benchmark.py --checkpoint runs/lite0-256/best.pt --threads 2
+    python tools/benchmark.py --models MODEL.onnx@onnxruntime:fp32 MODEL.onnx@tensorrt:fp16 --source clip.mp4
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import sys
@@ -56,12 +61,23 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_one(model: str, backend_name: str, frames, threads: int, runs: int, warmup: int) -> dict:
+def parse_entry(entry: str) -> tuple[str, str, str]:
+    """``PATH[@BACKEND[:PRECISION]]`` -> (path, backend, precision)."""
+    path, _, rest = entry.partition("@")
+    backend, _, precision = rest.partition(":")
+    return path, backend or "auto", precision or "auto"
+
+
+def run_one(entry: str, source: str, split: str, count: int, threads: int, runs: int, warmup: int) -> tuple[dict, list]:
+    """Benchmark one model in this process (called in a fresh child so peak memory is its own)."""
     from engines.preprocess import preprocess
     from engines.registry import load_backend
-    backend = load_backend(model, backend_name, threads=threads)
+    path, backend_name, precision = parse_entry(entry)
+    frames = load_frames(source, split, count)
+    rss_before = peak_rss_mb()
+    backend = load_backend(path, backend_name, threads=threads, precision=precision)
     inputs = [preprocess(f, backend.spec) for f in frames]
-    for x in inputs[:warmup]:
+    for x in (inputs * (1 + warmup // max(1, len(inputs))))[:warmup]:
         backend.infer(x)
     times, probs = [], []
     for r in range(runs):
@@ -72,18 +88,40 @@ def run_one(model: str, backend_name: str, frames, threads: int, runs: int, warm
             if r == 0:
                 probs.append(prob)
     ms = np.asarray(times) * 1000
-    result = {"model": model, "backend": backend.name, "threshold": backend.spec.threshold,
+    result = {"model": path, "backend": backend.name, "precision": precision, "threshold": backend.spec.threshold,
               "input": [backend.spec.input_height, backend.spec.input_width], "frames": len(inputs), "runs": runs,
               "median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95)),
-              "throughput_fps": float(1000 / ms.mean()), "peak_rss_mb": peak_rss_mb()}
+              "throughput_fps": float(1000 / ms.mean()), "peak_rss_mb": peak_rss_mb(),
+              "frames_rss_mb": rss_before}
     backend.close()
     return result, probs
 
 
+def default_entries(model: str, checkpoint: str | None) -> list[str]:
+    """Everything that can run here: ONNX Runtime FP32/INT8, torch CPU/CUDA, TensorRT FP16/INT8."""
+    from engines.registry import int8_variant
+    entries = [f"{model}@onnxruntime:fp32"]
+    if int8_variant(model).is_file():
+        entries.append(f"{model}@onnxruntime:int8")
+    if checkpoint:
+        entries.append(f"{checkpoint}@torch")
+    try:
+        import tensorrt  # noqa: F401
+        from engines.cuda_memory import gpu_info
+        gpu_info()
+        entries += [f"{model}@tensorrt:fp16", f"{model}@tensorrt:int8"]
+    except Exception:
+        pass  # no TensorRT or no GPU here
+    return entries
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", required=True, help="model files; the first is the Dice reference")
-    p.add_argument("--backend", default="auto", help="backend for every model (default: from each suffix)")
+    p.add_argument("--models", nargs="+", default=None,
+                   help="entries PATH[@BACKEND[:PRECISION]]; the first is the Dice reference "
+                        "(default: every backend and precision available here)")
+    p.add_argument("--model", default=None, help="ONNX model for the default entries (default: the bundled one)")
+    p.add_argument("--checkpoint", default=None, help="also benchmark this .pt with the torch backend")
     p.add_argument("--source", default="../shared/data/kvasir-seg", help="dataset, image folder or video")
     p.add_argument("--split", default="test")
     p.add_argument("--frames", type=int, default=50)
@@ -91,37 +129,79 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = runtime default)")
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--markdown", default=None, help="also write the table as Markdown here")
     args = p.parse_args(argv)
+
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
 
     from rich.console import Console
     from rich.table import Table
 
+    from realtime.cli import DEFAULT_MODEL
     from training.metrics import image_metrics
 
     console = Console()
-    frames = load_frames(args.source, args.split, args.frames)
+    entries = args.models or default_entries(args.model or str(DEFAULT_MODEL), args.checkpoint)
     rows, reference = [], None
-    for model in args.models:
-        row, probs = run_one(model, args.backend, frames, args.threads, args.runs, args.warmup)
+    for entry in entries:
+        # A fresh process per model: its peak memory is its own and no runtime state leaks across.
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            row, probs = pool.submit(run_one, entry, args.source, args.split, args.frames, args.threads,
+                                     args.runs, args.warmup).result()
         if reference is None:
             reference = [p >= row["threshold"] for p in probs]
         dices = [image_metrics(p >= row["threshold"], r)["dice"] if p.shape == r.shape else float("nan")
                  for p, r in zip(probs, reference)]
         row["mask_dice_vs_reference"] = float(np.nanmean(dices))
         rows.append(row)
-    machine = {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
-               "cores_visible": __import__("os").cpu_count(), "threads": args.threads}
-    table = Table(title=f"{len(frames)} frames x {args.runs} runs, threads={args.threads or 'default'}")
-    for col in ("model", "backend", "input", "median ms", "p95 ms", "FPS", "peak RSS MB", "mask Dice"):
+        console.print(f"{entry}: median {row['median_ms']:.1f} ms", highlight=False)
+    machine = {"cpu": cpu_name(), "python": platform.python_version(), "cores_visible": os.cpu_count(),
+               "threads": args.threads, "onnxruntime": _version("onnxruntime")}
+    table = Table(title=f"{len(reference)} frames x {args.runs} runs, threads={args.threads or 'default'}, {machine['cpu']}")
+    for col in ("model", "backend", "input", "median ms", "p95 ms", "FPS", "peak RSS MB", "mask Dice vs first"):
         table.add_column(col, justify="left" if col in ("model", "backend") else "right")
+    base = rows[0]["median_ms"]
     for r in rows:
         table.add_row(Path(r["model"]).name, r["backend"], "x".join(map(str, r["input"])), f"{r['median_ms']:.1f}",
                       f"{r['p95_ms']:.1f}", f"{r['throughput_fps']:.1f}", f"{r['peak_rss_mb']:.0f}",
                       f"{r['mask_dice_vs_reference']:.4f}")
+        r["speedup_vs_first"] = base / r["median_ms"]
     console.print(table)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine, "results": rows}, indent=2) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown_table(rows, machine))
     return 0
+
+
+def markdown_table(rows: list[dict], machine: dict) -> str:
+    lines = [f"Machine: {machine['cpu']}, {machine['cores_visible']} cores visible, threads={machine['threads'] or 'default'}, "
+             f"onnxruntime {machine['onnxruntime']}, Python {machine['python']}.", "",
+             "| model | backend | input | median ms | p95 ms | FPS | speed-up vs first | peak RSS MB | mask Dice vs first |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {Path(r['model']).name} | {r['backend']} | {'x'.join(map(str, r['input']))} | {r['median_ms']:.1f} | "
+                     f"{r['p95_ms']:.1f} | {r['throughput_fps']:.1f} | {r['speedup_vs_first']:.2f} | {r['peak_rss_mb']:.0f} | "
+                     f"{r['mask_dice_vs_reference']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(module: str) -> str:
+    try:
+        return __import__(module).__version__
+    except Exception:
+        return "absent"
 
 
 if __name__ == "__main__":
