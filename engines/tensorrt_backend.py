@@ -54,6 +54,9 @@ class TensorRTBackend:
         if path.suffix.lower() == ".onnx":
             engine_path = cached_engine_path(path, precision, trt.__version__, info)
             if not engine_path.is_file():
+                if precision == "int8" and calibration is None:
+                    raise ModelLoadError(f"an INT8 engine needs calibration frames; build it first: python tools/build_engine.py "
+                                         f"--onnx {path} --precision int8 --calib DATA --out {engine_path}")
                 build_engine(path, engine_path, precision, calibration)
             path = engine_path
         self.spec = ModelSpec.load(path)

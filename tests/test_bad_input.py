@@ -195,3 +195,23 @@ def test_recording_is_playable_after_ctrl_c_or_sigterm(tmp_path, brightness_mode
     frames, fps, size = decode(out)
     assert len(frames) >= 10 and size == (160, 120) and fps == pytest.approx(29.97, abs=0.005)
     assert not partial.exists()
+
+
+def test_precision_int8_picks_the_int8_model_or_says_how_to_make_it(capsys, clip, brightness_model, tmp_path):
+    code, err = run_cli(capsys, "--source", str(clip), "--model", str(brightness_model), "--precision", "int8")
+    assert code == 1 and "no INT8 model" in error_line(err) and "tools/quantize.py" in err
+    import shutil
+    shutil.copy(brightness_model, tmp_path / "bright.int8.onnx")
+    shutil.copy(brightness_model.with_suffix(".json"), tmp_path / "bright.int8.json")
+    stats = tmp_path / "s.json"
+    assert run_cli(capsys, "--source", str(clip), "--model", str(brightness_model), "--precision", "int8",
+                   "--stats-json", str(stats))[0] == 0
+    assert json.loads(stats.read_text())["counters"]["frames_out"] == 30
+
+
+def test_tensorrt_backend_without_tensorrt_names_the_install(capsys, clip, brightness_model, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    code, err = run_cli(capsys, "--source", str(clip), "--model", str(brightness_model), "--backend", "tensorrt")
+    assert code == 1
+    line = error_line(err)
+    assert "not installed" in line and "pip install" in line
