@@ -29,15 +29,21 @@ class Window:
         self.pipeline = pipeline
         self.snapshot_dir = Path(snapshot_dir)
         self.current = None
-        cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL)
+        self.sized = False
+        # Resizable, aspect kept, no Qt toolbar: the image is the interface.
+        cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
 
     def tick(self) -> None:
         """Show what is new and handle one key press; called from the main thread's loop."""
         p = self.pipeline
-        try:
-            self.current = p.display_q.get_nowait()
-        except queue.Empty:
-            pass
+        if not (p.controls.paused.is_set() and p.source.live):  # a paused live view holds its frame
+            try:
+                self.current = p.display_q.get_nowait()
+            except queue.Empty:
+                pass
+        if self.current is not None and not self.sized:
+            cv2.resizeWindow(WINDOW, self.current.shape[1], self.current.shape[0])
+            self.sized = True
         if p.status and p.source.live:
             cv2.imshow(WINDOW, signal_lost_screen(self.current, p.source.size, p.status))
         elif self.current is not None:

@@ -241,8 +241,6 @@ class Pipeline:
             self.stats.record("preprocess", t_pre - t)
             self.stats.record("inference", t_inf - t_pre)
             self.stats.record("postprocess", t_post - t_inf)
-            if detection.present:
-                self.stats.count("polyp_frames")
             result = Result(frame, detection, smooth, roi, 1000 * (t_inf - t_pre))
             if not put_blocking(self.results_q, result, self.stop):
                 return
@@ -291,6 +289,8 @@ class Pipeline:
             self.stats.record("write", t_write - t_render)
             self.stats.record("end_to_end", t_write - result.frame.arrival)
             self.stats.frame_out()
+            if result.detection.present:
+                self.stats.count("polyp_frames")
             if cfg.display:
                 put_latest(self.display_q, image)
 
