@@ -30,6 +30,11 @@ class Window:
         self.snapshot_dir = Path(snapshot_dir)
         self.current = None
         self.sized = False
+        # OpenCV's Qt build ships no fonts; point it at the system's to keep stderr quiet.
+        for fonts in ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype", "/usr/share/fonts"):
+            if os.path.isdir(fonts):
+                os.environ.setdefault("QT_QPA_FONTDIR", fonts)
+                break
         # Resizable, aspect kept, no Qt toolbar: the image is the interface.
         cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
 

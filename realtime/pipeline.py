@@ -152,6 +152,7 @@ class Pipeline:
         while not self.stop.is_set():
             if self.controls.paused.is_set() and not self.source.live:
                 self.stop.wait(WAIT)
+                t0 += WAIT  # a paused --realtime file resumes at its pace, not with a burst
                 continue
             if cfg.max_frames and delivered >= cfg.max_frames:
                 break

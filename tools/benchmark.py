@@ -32,29 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def load_frames(source: str, split: str, count: int) -> list[np.ndarray]:
-    """BGR frames from a dataset split, an image folder or a video (spread over its length)."""
-    import cv2
-    path = Path(source)
-    if (path / "images").is_dir():
-        from training.dataset import read_pair, scan, split_stems
-        samples = scan(path)
-        stems = split_stems(path, split, samples)[:count]
-        return [read_pair(samples[s])[0] for s in stems]
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp"})[:count]
-        return [cv2.imread(str(f)) for f in files]
-    cap = cv2.VideoCapture(str(path))
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or count)
-    frames = []
-    for index in np.linspace(0, max(0, total - 1), min(count, total)).astype(int):
-        cap.set(cv2.CAP_PROP_POS_FRAMES, int(index))
-        ok, frame = cap.read()
-        if ok:
-            frames.append(frame)
-    cap.release()
-    if not frames:
-        raise SystemExit(f"error: no frames could be read from {source}")
-    return frames
+    """The same frame sampling as calibration: a dataset split, an image folder or a video."""
+    from calibration.frames import sample_frames
+    return sample_frames(source, count, split)
 
 
 def peak_rss_mb() -> float:
