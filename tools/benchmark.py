@@ -143,7 +143,7 @@ def main(argv=None) -> int:
         table.add_column(col, justify="left" if col in ("model", "backend") else "right")
     base = rows[0]["median_ms"]
     for r in rows:
-        table.add_row(Path(r["model"]).name, r["backend"], "x".join(map(str, r["input"])), f"{r['median_ms']:.1f}",
+        table.add_row(Path(r["model"]).name, f"{r['backend']} {r['precision']}", "x".join(map(str, r["input"])), f"{r['median_ms']:.1f}",
                       f"{r['p95_ms']:.1f}", f"{r['throughput_fps']:.1f}", f"{r['peak_rss_mb']:.0f}",
                       f"{r['mask_dice_vs_reference']:.4f}")
         r["speedup_vs_first"] = base / r["median_ms"]
@@ -158,10 +158,10 @@ def main(argv=None) -> int:
 def markdown_table(rows: list[dict], machine: dict) -> str:
     lines = [f"Machine: {machine['cpu']}, {machine['cores_visible']} cores visible, threads={machine['threads'] or 'default'}, "
              f"onnxruntime {machine['onnxruntime']}, Python {machine['python']}.", "",
-             "| model | backend | input | median ms | p95 ms | FPS | speed-up vs first | peak RSS MB | mask Dice vs first |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| model | backend | precision | input | median ms | p95 ms | FPS | speed-up vs first | peak RSS MB | mask Dice vs first |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {Path(r['model']).name} | {r['backend']} | {'x'.join(map(str, r['input']))} | {r['median_ms']:.1f} | "
+        lines.append(f"| {Path(r['model']).name} | {r['backend']} | {r['precision']} | {'x'.join(map(str, r['input']))} | {r['median_ms']:.1f} | "
                      f"{r['p95_ms']:.1f} | {r['throughput_fps']:.1f} | {r['speedup_vs_first']:.2f} | {r['peak_rss_mb']:.0f} | "
                      f"{r['mask_dice_vs_reference']:.4f} |")
     return "\n".join(lines) + "\n"

@@ -29,13 +29,14 @@ def main(argv=None) -> int:
     p.add_argument("--calib-count", type=int, default=500, help="frames drawn, spread over the source (default 500)")
     p.add_argument("--save-calib", default=None, help="also store the calibration set here (.npy) for reuse")
     p.add_argument("--flavour", default="onnxruntime", choices=("onnxruntime", "tensorrt"))
-    p.add_argument("--method", default="percentile", choices=("minmax", "percentile", "entropy"))
+    p.add_argument("--method", default="minmax", choices=("minmax", "percentile", "entropy"),
+                   help="calibration method (default minmax); ONNX Runtime uses an even spread of at most 200 (minmax) or 48 of the frames")
     p.add_argument("--fp16", action="store_true", help="convert to FP16 instead of quantising")
     p.add_argument("--out", default=None, help="output (default MODEL.int8.onnx for the onnxruntime flavour)")
     args = p.parse_args(argv)
 
     from calibration.frames import CalibrationError, build_calibration_set, load_calibration_set, save_calibration_set
-    from calibration.precision import convert_fp16, quantize_int8
+    from calibration.precision import MAX_CALIBRATION_FRAMES, convert_fp16, quantize_int8
     from engines.registry import int8_variant
     from engines.spec import ModelSpec, ModelSpecError
 
@@ -58,8 +59,9 @@ def main(argv=None) -> int:
         out = Path(args.out or default)
         quantize_int8(args.onnx, out, calib, args.flavour, args.method)
         replace(spec, info={**spec.info, "precision": f"int8-{args.flavour}", "calibration": {
-            "source": str(args.calib), "frames": int(len(calib)), "method": args.method}}).save(out)
-        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) calibrated on {len(calib)} frames from {args.calib}")
+            "source": str(args.calib), "frames_drawn": int(len(calib)),
+            "frames_used": int(min(len(calib), MAX_CALIBRATION_FRAMES[args.method])), "method": args.method}}).save(out)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) calibrated on {min(len(calib), MAX_CALIBRATION_FRAMES[args.method])} of {len(calib)} frames from {args.calib}")
     except (CalibrationError, ModelSpecError, FileNotFoundError, ValueError) as exc:
         print(f"quantize: error: {exc}", file=sys.stderr)
         return 1
