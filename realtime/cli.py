@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         window = None
         try:
             pipeline.start()
-            window = Window(pipeline, args.snapshot_dir) if display else None
+            window = Window(pipeline, config.output.snapshot_dir) if display else None
             live = Live(pipeline.stats.live_table(), console=console, refresh_per_second=2, transient=True) \
                 if not args.quiet and console.is_terminal else None
             if live:

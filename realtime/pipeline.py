@@ -269,11 +269,9 @@ class Pipeline:
                 return
             result: Result = item
             t = time.perf_counter()
-            image = result.frame.image
+            image = result.frame.image  # drawn on in place: nothing reads the raw frame after this
             if self.controls.overlay:
-                image = overlay(image, result.detection, result.prob, result.roi, cfg.render)
-            elif image is result.frame.image:
-                image = image.copy()
+                overlay(image, result.detection, result.prob, result.roi, cfg.render)
             if cfg.render.hud:
                 hud = HudInfo(self.stats.rolling_fps(), self.stats.rolling_ms("end_to_end"),
                               result.inference_ms, self.backend.name, message=self.status)

@@ -19,13 +19,15 @@ class HudInfo:
     latency_ms: float
     inference_ms: float
     backend: str
-    signal_lost: bool = False
     message: str = ""
 
 
 def overlay(frame: np.ndarray, detection: Detection, prob: np.ndarray | None, roi, config: RenderConfig) -> np.ndarray:
-    """Return a copy of ``frame`` with the segmentation drawn in ``config.style``."""
-    out = frame.copy()
+    """Draw the segmentation in ``config.style`` onto ``frame`` in place and return it.
+
+    The captured frame is not needed after rendering, so no full-frame copy is made per frame.
+    """
+    out = frame
     style = config.style
     if style == "heatmap" and prob is not None:
         x, y, w, h = roi
