@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engines.preprocess import preprocess
-from engines.spec import ModelSpec
+from polyp_live.engines.preprocess import preprocess
+from polyp_live.engines.spec import ModelSpec
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -28,7 +28,7 @@ def sample_frames(source: str | Path, count: int = 500, split: str = "train") ->
     """BGR frames from a video, an image folder or a dataset split (``images/`` + ``splits/``)."""
     path = Path(source)
     if (path / "images").is_dir():
-        from training.dataset import read_pair, scan, split_stems
+        from polyp_live.training.dataset import read_pair, scan, split_stems
         samples = scan(path)
         stems = split_stems(path, split, samples)
         return [read_pair(samples[stems[i]])[0] for i in _evenly(len(stems), count)]

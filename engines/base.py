@@ -6,7 +6,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from engines.spec import ModelSpec
+from polyp_live.engines.spec import ModelSpec
 
 
 @runtime_checkable

@@ -10,7 +10,7 @@ import ctypes
 
 import numpy as np
 
-from engines.errors import BackendUnavailableError
+from polyp_live.engines.errors import BackendUnavailableError
 
 
 class CudaError(RuntimeError):

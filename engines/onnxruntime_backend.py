@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.base import sigmoid
-from engines.errors import BackendUnavailableError, ModelLoadError
-from engines.spec import ModelSpec
+from polyp_live.engines.base import sigmoid
+from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
+from polyp_live.engines.spec import ModelSpec
 
 
 class OnnxRuntimeBackend:

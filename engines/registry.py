@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engines.base import Backend
-from engines.errors import ModelLoadError
+from polyp_live.engines.base import Backend
+from polyp_live.engines.errors import ModelLoadError
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
@@ -37,7 +37,7 @@ def load_backend(model_path: str | Path, backend: str = "auto", threads: int = 0
         raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     name = backend_for(model_path, backend)
     if name == "onnxruntime":
-        from engines.onnxruntime_backend import OnnxRuntimeBackend
+        from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend
         if precision == "int8" and ".int8" not in Path(model_path).suffixes:
             variant = int8_variant(model_path)
             if not variant.is_file():
@@ -48,7 +48,7 @@ def load_backend(model_path: str | Path, backend: str = "auto", threads: int = 0
             raise ModelLoadError("--precision fp16 is for TensorRT; ONNX Runtime on the CPU runs fp32 or int8")
         return OnnxRuntimeBackend(model_path, threads=threads)
     if name == "torch":
-        from engines.torch_backend import TorchBackend
+        from polyp_live.engines.torch_backend import TorchBackend
         return TorchBackend(model_path)
-    from engines.tensorrt_backend import TensorRTBackend
+    from polyp_live.engines.tensorrt_backend import TensorRTBackend
     return TensorRTBackend(model_path, precision="fp16" if precision == "auto" else precision)

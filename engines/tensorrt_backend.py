@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.base import sigmoid
-from engines.cuda_memory import CudaGraph, HostDeviceBuffer, Stream, gpu_info
-from engines.errors import ModelLoadError
-from engines.spec import ModelSpec
-from engines.tensorrt_builder import build_engine, cached_engine_path, import_tensorrt
+from polyp_live.engines.base import sigmoid
+from polyp_live.engines.cuda_memory import CudaGraph, HostDeviceBuffer, Stream, gpu_info
+from polyp_live.engines.errors import ModelLoadError
+from polyp_live.engines.spec import ModelSpec
+from polyp_live.engines.tensorrt_builder import build_engine, cached_engine_path, import_tensorrt
 
 
 def check_engine_matches(spec: ModelSpec, engine_path: Path, trt_version: str, info: dict) -> None:

@@ -13,9 +13,9 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from engines.cuda_memory import gpu_info
-from engines.errors import BackendUnavailableError
-from engines.spec import ModelSpec
+from polyp_live.engines.cuda_memory import gpu_info
+from polyp_live.engines.errors import BackendUnavailableError
+from polyp_live.engines.spec import ModelSpec
 
 PRECISIONS = ("fp32", "fp16", "int8")
 # Lowest compute capability with native support for each precision.
@@ -63,7 +63,7 @@ def check_precision_supported(precision: str, info: dict) -> None:
 
 def precision_graph(onnx_path: Path, precision: str, workdir: Path, calibration=None) -> Path:
     """The ONNX graph that carries ``precision`` (the input itself for fp32)."""
-    from calibration.precision import convert_fp16, quantize_int8
+    from polyp_live.calibration.precision import convert_fp16, quantize_int8
     if precision == "fp16":
         return convert_fp16(onnx_path, workdir / "fp16.onnx")
     if precision == "int8":

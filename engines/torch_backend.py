@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.errors import BackendUnavailableError, ModelLoadError
+from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
 
 
 class TorchBackend:
@@ -21,7 +21,7 @@ class TorchBackend:
             import torch
         except ImportError:
             raise BackendUnavailableError("the torch backend needs PyTorch: pip install 'polyp-live[train]'") from None
-        from training.trainer import load_checkpoint, model_spec
+        from polyp_live.training.trainer import load_checkpoint, model_spec
         path = Path(model_path)
         if not path.is_file():
             raise ModelLoadError(f"checkpoint {path} not found; pass --model with an existing .pt file")

@@ -13,18 +13,18 @@ import signal
 import sys
 from pathlib import Path
 
-from engines.errors import BackendUnavailableError, ModelLoadError
-from engines.registry import BACKENDS, PRECISIONS
-from engines.spec import ModelSpecError
-from realtime.config import (OutputConfig, PipelineConfig, PostprocessConfig, RenderConfig, SmoothingConfig,
+from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
+from polyp_live.engines.registry import BACKENDS, PRECISIONS
+from polyp_live.engines.spec import ModelSpecError
+from polyp_live.realtime.config import (OutputConfig, PipelineConfig, PostprocessConfig, RenderConfig, SmoothingConfig,
                              SourceConfig)
-from realtime.errors import PolypLiveError
-from realtime.render import STYLES
-from realtime.smoothing import SMOOTHING_MODES
+from polyp_live.realtime.errors import PolypLiveError
+from polyp_live.resources import bundled_model, demo_clip
+from polyp_live.realtime.render import STYLES
+from polyp_live.realtime.smoothing import SMOOTHING_MODES
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = PACKAGE_ROOT / "engines" / "models" / "polyp-unetpp-lite0-256.onnx"
-DEMO_CLIP = PACKAGE_ROOT / "realtime" / "assets" / "demo.mp4"
+DEFAULT_MODEL = bundled_model()
+DEMO_CLIP = demo_clip()
 
 
 def _unit(text: str) -> float:
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_config(args: argparse.Namespace, display: bool) -> PipelineConfig:
-    from realtime.roi import parse_roi
+    from polyp_live.realtime.roi import parse_roi
     return PipelineConfig(
         source=SourceConfig(source=args.source, fps=args.fps, realtime=args.realtime, loop=args.loop,
                             max_frames=args.max_frames, reconnect_timeout=args.reconnect_timeout),
@@ -104,10 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    from engines.registry import load_backend
-    from realtime.display import Window, display_available
-    from realtime.pipeline import Pipeline
-    from realtime.sources import open_source
+    from polyp_live.engines.registry import load_backend
+    from polyp_live.realtime.display import Window, display_available
+    from polyp_live.realtime.pipeline import Pipeline
+    from polyp_live.realtime.sources import open_source
 
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)

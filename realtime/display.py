@@ -10,7 +10,7 @@ from pathlib import Path
 
 import cv2
 
-from realtime.render import signal_lost_screen
+from polyp_live.realtime.render import signal_lost_screen
 
 WINDOW = "polyp-live"
 

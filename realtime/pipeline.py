@@ -16,17 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.base import Backend
-from engines.preprocess import preprocess
-from realtime.config import PipelineConfig
-from realtime.errors import OutputError, SourceError, StageError
-from realtime.postprocess import Detection, to_frame
-from realtime.recorder import MaskWriter, VideoRecorder, check_writable_dir
-from realtime.render import HudInfo, draw_hud, overlay
-from realtime.roi import RoiTracker
-from realtime.smoothing import Hysteresis, SceneCutDetector, TemporalSmoother
-from realtime.sources import Frame, FrameSource, SignalLost, reconnect
-from realtime.stats import PipelineStats
+from polyp_live.engines.base import Backend
+from polyp_live.engines.preprocess import preprocess
+from polyp_live.realtime.config import PipelineConfig
+from polyp_live.realtime.errors import OutputError, SourceError, StageError
+from polyp_live.realtime.postprocess import Detection, to_frame
+from polyp_live.realtime.recorder import MaskWriter, VideoRecorder, check_writable_dir
+from polyp_live.realtime.render import HudInfo, draw_hud, overlay
+from polyp_live.realtime.roi import RoiTracker
+from polyp_live.realtime.smoothing import Hysteresis, SceneCutDetector, TemporalSmoother
+from polyp_live.realtime.sources import Frame, FrameSource, SignalLost, reconnect
+from polyp_live.realtime.stats import PipelineStats
 
 WAIT = 0.1  # seconds: the longest any stage blocks before looking at the stop event
 

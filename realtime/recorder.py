@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from realtime.errors import OutputError
+from polyp_live.realtime.errors import OutputError
 
 CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 

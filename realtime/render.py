@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from realtime.config import RenderConfig
-from realtime.postprocess import Detection
+from polyp_live.realtime.config import RenderConfig
+from polyp_live.realtime.postprocess import Detection
 
 STYLES = ("fill", "contour", "both", "heatmap")
 

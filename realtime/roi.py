@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from realtime.config import RoiConfig
+from polyp_live.realtime.config import RoiConfig
 
 Roi = tuple[int, int, int, int]  # x, y, w, h in frame pixels
 

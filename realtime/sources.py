@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from realtime.errors import SourceError
+from polyp_live.realtime.errors import SourceError
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}

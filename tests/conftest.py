@@ -11,10 +11,8 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from engines.spec import ModelSpec  # noqa: E402
+from polyp_live.engines.spec import ModelSpec
 
 # The test model sees pixel values scaled to [0, 1] with no mean/std, so references are simple.
 TEST_SPEC = ModelSpec(input_height=32, input_width=32, color_order="RGB", mean=(0.0, 0.0, 0.0),

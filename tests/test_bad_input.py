@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, TEST_SPEC, decode, make_brightness_model, write_video
-from realtime.cli import main
-from realtime.sources import VideoFileSource
+from polyp_live.realtime.cli import main
+from polyp_live.realtime.sources import VideoFileSource
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str]:
@@ -93,7 +93,7 @@ def test_corrupt_frames_in_the_middle_are_skipped_counted_and_the_run_continues(
 def test_corrupt_frames_are_reported_in_the_stats(tmp_path, brightness_model, monkeypatch):
     path = tmp_path / "flaky.mp4"
     path.write_bytes(b"x")
-    import realtime.sources as sources
+    import polyp_live.realtime.sources as sources
     monkeypatch.setattr(sources.cv2, "VideoCapture", lambda p: FlakyCapture(10, {2, 5}))
     stats = tmp_path / "s.json"
     assert main(["--headless", "--quiet", "--source", str(path), "--model", str(brightness_model),
@@ -173,7 +173,7 @@ def test_unknown_recording_container(capsys, clip, brightness_model, tmp_path):
 def _start(args, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("DISPLAY", None)
-    return subprocess.Popen([sys.executable, "-m", "realtime.cli", "--headless", "--quiet", *args],
+    return subprocess.Popen([sys.executable, "-m", "polyp_live.realtime.cli", "--headless", "--quiet", *args],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -7,8 +7,8 @@ import json
 import cv2
 
 from conftest import decode
-from engines.spec import ModelSpec
-from realtime.cli import DEFAULT_MODEL, DEMO_CLIP, main
+from polyp_live.engines.spec import ModelSpec
+from polyp_live.realtime.cli import DEFAULT_MODEL, DEMO_CLIP, main
 
 
 def test_bundled_model_and_sidecar_describe_each_other():

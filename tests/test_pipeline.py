@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from conftest import FakeBackend, decode, write_video
-from realtime.cli import main
-from realtime.config import PipelineConfig, RoiConfig, SmoothingConfig, SourceConfig, OutputConfig, PostprocessConfig
-from realtime.errors import SourceError, StageError
-from realtime.pipeline import Pipeline
-from realtime.sources import FrameSource, SignalLost, VideoFileSource
+from polyp_live.realtime.cli import main
+from polyp_live.realtime.config import PipelineConfig, RoiConfig, SmoothingConfig, SourceConfig, OutputConfig, PostprocessConfig
+from polyp_live.realtime.errors import SourceError, StageError
+from polyp_live.realtime.pipeline import Pipeline
+from polyp_live.realtime.sources import FrameSource, SignalLost, VideoFileSource
 
 
 def run_cli(*args: str) -> int:

@@ -10,11 +10,11 @@ import pytest
 onnx = pytest.importorskip("onnx")
 
 from conftest import TEST_SPEC, moving_disc_frames, write_video  # noqa: E402
-from calibration.frames import build_calibration_set, sample_frames  # noqa: E402
-from calibration.precision import convert_fp16, quantize_int8  # noqa: E402
-from engines.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
-from engines.preprocess import preprocess  # noqa: E402
-from training.metrics import image_metrics  # noqa: E402
+from polyp_live.calibration.frames import build_calibration_set, sample_frames  # noqa: E402
+from polyp_live.calibration.precision import convert_fp16, quantize_int8  # noqa: E402
+from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
+from polyp_live.engines.preprocess import preprocess  # noqa: E402
+from polyp_live.training.metrics import image_metrics  # noqa: E402
 
 
 def make_conv_model(path: Path, size: int = 32) -> Path:
@@ -112,7 +112,7 @@ def test_calibration_sampling_is_deterministic_and_spread_over_the_video(tmp_pat
 
 
 def test_calibration_source_errors(tmp_path):
-    from calibration.frames import CalibrationError
+    from polyp_live.calibration.frames import CalibrationError
     with pytest.raises(CalibrationError, match="not found"):
         sample_frames(tmp_path / "missing.mp4")
     (tmp_path / "empty").mkdir()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import engines.preprocess as pre
-from engines.spec import ModelSpec, ModelSpecError
+import polyp_live.engines.preprocess as pre
+from polyp_live.engines.spec import ModelSpec, ModelSpecError
 
 SPEC = ModelSpec(input_height=64, input_width=96)
 
@@ -27,19 +27,19 @@ def test_colour_order_and_normalisation():
 
 
 def test_every_consumer_uses_the_shared_preprocessing():
-    import calibration.frames
-    import realtime.pipeline
-    assert realtime.pipeline.preprocess is pre.preprocess
-    assert calibration.frames.preprocess is pre.preprocess
+    import polyp_live.calibration.frames as frames
+    import polyp_live.realtime.pipeline as pipeline
+    assert pipeline.preprocess is pre.preprocess
+    assert frames.preprocess is pre.preprocess
     try:
-        import training.trainer
-        import training.dataset
-        import training.evaluation
+        import polyp_live.training.dataset as dataset
+        import polyp_live.training.evaluation as evaluation
+        import polyp_live.training.trainer as trainer
     except ImportError:
         pytest.skip("training needs torch (the [train] extra)")
-    assert training.trainer.normalize is pre.normalize
-    assert training.dataset.resize_for_model is pre.resize_for_model
-    assert training.evaluation.preprocess is pre.preprocess
+    assert trainer.normalize is pre.normalize
+    assert dataset.resize_for_model is pre.resize_for_model
+    assert evaluation.preprocess is pre.preprocess
 
 
 def test_non_image_input_is_refused():

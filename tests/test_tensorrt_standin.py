@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import FakeBackend, TEST_SPEC, moving_disc_frames
-from engines.errors import BackendUnavailableError, ModelLoadError
-from engines.preprocess import preprocess
-from engines.spec import ModelSpec
+from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
+from polyp_live.engines.preprocess import preprocess
+from polyp_live.engines.spec import ModelSpec
 from fake_gpu import FakeCudart, install, make_fake_tensorrt
 
 pytest.importorskip("onnx")
@@ -31,7 +31,7 @@ def fake_gpu(monkeypatch):
 @pytest.mark.parametrize("version", ["10.8.0", "11.0.0"])
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_builder_is_strongly_typed_and_writes_engine_metadata(monkeypatch, tmp_path, brightness_model, version, precision):
-    from engines.tensorrt_builder import build_engine
+    from polyp_live.engines.tensorrt_builder import build_engine
     cudart = FakeCudart()
     trt = make_fake_tensorrt(cudart, version=version)
     install(monkeypatch, cudart, trt)
@@ -51,7 +51,7 @@ def test_builder_is_strongly_typed_and_writes_engine_metadata(monkeypatch, tmp_p
 
 def test_int8_build_parses_a_qdq_graph(fake_gpu, tmp_path):
     from test_precision import make_conv_model
-    from engines.tensorrt_builder import build_engine
+    from polyp_live.engines.tensorrt_builder import build_engine
     model = make_conv_model(tmp_path / "conv.onnx")
     calib = np.concatenate([preprocess(f, TEST_SPEC) for f in moving_disc_frames(8)])
     build_engine(model, tmp_path / "q.engine", "int8", calib, log=lambda m: None)
@@ -61,7 +61,7 @@ def test_int8_build_parses_a_qdq_graph(fake_gpu, tmp_path):
 
 
 def test_parse_errors_are_each_listed(monkeypatch, tmp_path, brightness_model):
-    from engines.tensorrt_builder import EngineBuildError, build_engine
+    from polyp_live.engines.tensorrt_builder import EngineBuildError, build_engine
     cudart = FakeCudart()
     install(monkeypatch, cudart, make_fake_tensorrt(cudart, parse_ok=False))
     with pytest.raises(EngineBuildError) as info:
@@ -72,8 +72,8 @@ def test_parse_errors_are_each_listed(monkeypatch, tmp_path, brightness_model):
 
 
 def test_backend_runs_execute_async_v3_with_right_buffers_and_replays_a_cuda_graph(fake_gpu, tmp_path, brightness_model):
-    from engines.tensorrt_backend import TensorRTBackend
-    from engines.tensorrt_builder import build_engine
+    from polyp_live.engines.tensorrt_backend import TensorRTBackend
+    from polyp_live.engines.tensorrt_builder import build_engine
     cudart, trt = fake_gpu
     build_engine(brightness_model, tmp_path / "m.engine", "fp32", log=lambda m: None)
     backend = TensorRTBackend(tmp_path / "m.engine")
@@ -98,7 +98,7 @@ def test_backend_runs_execute_async_v3_with_right_buffers_and_replays_a_cuda_gra
 
 
 def test_onnx_with_tensorrt_backend_builds_once_and_caches_beside_it(fake_gpu, brightness_model):
-    from engines.registry import load_backend
+    from polyp_live.engines.registry import load_backend
     cudart, trt = fake_gpu
     first = load_backend(brightness_model, "tensorrt")
     cached = list(brightness_model.parent.glob("*.engine"))
@@ -110,8 +110,8 @@ def test_onnx_with_tensorrt_backend_builds_once_and_caches_beside_it(fake_gpu, b
 
 
 def test_engine_for_another_tensorrt_or_gpu_is_refused_with_the_rebuild_command(monkeypatch, tmp_path, brightness_model):
-    from engines.tensorrt_backend import TensorRTBackend
-    from engines.tensorrt_builder import build_engine
+    from polyp_live.engines.tensorrt_backend import TensorRTBackend
+    from polyp_live.engines.tensorrt_builder import build_engine
     cudart = FakeCudart()
     install(monkeypatch, cudart, make_fake_tensorrt(cudart, version="10.8.0"))
     build_engine(brightness_model, tmp_path / "m.engine", "fp16", log=lambda m: None)
@@ -126,15 +126,14 @@ def test_engine_for_another_tensorrt_or_gpu_is_refused_with_the_rebuild_command(
 
 def test_missing_tensorrt_gives_the_install_hint(monkeypatch, brightness_model, tmp_path, capsys):
     install(monkeypatch, FakeCudart(), trt=None)
-    sys.path.insert(0, str(__import__("conftest").ROOT / "tools"))
-    import build_engine
+    from polyp_live.tools import build_engine
     assert build_engine.main(["--onnx", str(brightness_model), "--out", str(tmp_path / "m.engine")]) == 1
     err = " ".join(capsys.readouterr().err.split())
     assert "TensorRT is not installed" in err and "pip install" in err and "pypi.nvidia.com" in err
 
 
 def test_no_gpu_and_unsupported_precision(monkeypatch, brightness_model, tmp_path):
-    from engines.tensorrt_builder import EngineBuildError, build_engine
+    from polyp_live.engines.tensorrt_builder import EngineBuildError, build_engine
     none = FakeCudart(devices=0)
     install(monkeypatch, none, make_fake_tensorrt(none))
     with pytest.raises(BackendUnavailableError, match="no NVIDIA GPU"):
@@ -146,8 +145,7 @@ def test_no_gpu_and_unsupported_precision(monkeypatch, brightness_model, tmp_pat
 
 
 def test_build_engine_help_documents_every_option(capsys):
-    sys.path.insert(0, str(__import__("conftest").ROOT / "tools"))
-    import build_engine
+    from polyp_live.tools import build_engine
     with pytest.raises(SystemExit):
         build_engine.parse_args(["--help"])
     text = capsys.readouterr().out
@@ -161,7 +159,7 @@ def test_build_engine_help_documents_every_option(capsys):
 def _real_tensorrt():
     try:
         import tensorrt  # noqa: F401
-        from engines.cuda_memory import gpu_info
+        from polyp_live.engines.cuda_memory import gpu_info
         gpu_info()
     except Exception:
         return False
@@ -173,8 +171,8 @@ def _real_tensorrt():
 def test_real_tensorrt_fp16_engine_matches_onnxruntime(tmp_path, brightness_model):
     if not _real_tensorrt():
         pytest.skip("needs TensorRT and an NVIDIA GPU")
-    from engines.tensorrt_backend import TensorRTBackend
-    from engines.tensorrt_builder import build_engine
+    from polyp_live.engines.tensorrt_backend import TensorRTBackend
+    from polyp_live.engines.tensorrt_builder import build_engine
     build_engine(brightness_model, tmp_path / "m.engine", "fp16", log=lambda m: None)
     backend = TensorRTBackend(tmp_path / "m.engine")
     x = preprocess(next(moving_disc_frames(1)), backend.spec)

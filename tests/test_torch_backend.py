@@ -8,8 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from test_training import make_dataset  # noqa: E402
-from training.trainer import TrainConfig, train  # noqa: E402
-from training.unetplusplus import ModelConfig  # noqa: E402
+from polyp_live.training.trainer import TrainConfig, train  # noqa: E402
+from polyp_live.training.unetplusplus import ModelConfig  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,8 @@ def checkpoint(tmp_path_factory):
 
 
 def test_torch_backend_on_cpu_matches_the_onnx_export(checkpoint, tmp_path):
-    from engines.registry import load_backend
-    from training.export import export_onnx
+    from polyp_live.engines.registry import load_backend
+    from polyp_live.training.export import export_onnx
     export_onnx(checkpoint, tmp_path / "m.onnx")
     cpu = load_backend(checkpoint)
     ort = load_backend(tmp_path / "m.onnx")
@@ -38,7 +38,7 @@ def test_torch_backend_on_cpu_matches_the_onnx_export(checkpoint, tmp_path):
 def test_torch_backend_on_cuda_uses_fp16_and_graph_replay(checkpoint):
     if not torch.cuda.is_available():
         pytest.skip("needs an NVIDIA GPU")
-    from engines.torch_backend import TorchBackend
+    from polyp_live.engines.torch_backend import TorchBackend
     gpu = TorchBackend(checkpoint)
     cpu = TorchBackend(checkpoint, device="cpu")
     x = np.random.default_rng(1).normal(size=(1, 3, 64, 64)).astype(np.float32)

@@ -11,10 +11,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from training.dataset import DatasetError, load_split, scan  # noqa: E402
-from training.encoders import ENCODERS, EfficientNetLiteEncoder, get_spec, load_pretrained  # noqa: E402
-from training.trainer import TrainConfig, load_checkpoint, model_spec, train, validate  # noqa: E402
-from training.unetplusplus import InputShapeError, ModelConfig, UnetPlusPlus, check_input_size  # noqa: E402
+from polyp_live.training.dataset import DatasetError, load_split, scan  # noqa: E402
+from polyp_live.training.encoders import ENCODERS, EfficientNetLiteEncoder, get_spec, load_pretrained  # noqa: E402
+from polyp_live.training.trainer import TrainConfig, load_checkpoint, model_spec, train, validate  # noqa: E402
+from polyp_live.training.unetplusplus import InputShapeError, ModelConfig, UnetPlusPlus, check_input_size  # noqa: E402
 
 pytestmark = pytest.mark.train
 
@@ -104,7 +104,7 @@ def test_resume_without_a_checkpoint_says_so(tmp_path):
 
 
 def test_export_parity_on_a_small_model(tmp_path):
-    from training.export import check_parity, export_onnx
+    from polyp_live.training.export import check_parity, export_onnx
     data = make_dataset(tmp_path / "data", count=6)
     config = TrainConfig(data=str(data), out=str(tmp_path / "run"), size=64, epochs=1, batch_size=4,
                          pretrained=False, max_steps_per_epoch=1, threads=1,

@@ -28,12 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def load_frames(source: str, split: str, count: int) -> list[np.ndarray]:
     """The same frame sampling as calibration: a dataset split, an image folder or a video."""
-    from calibration.frames import sample_frames
+    from polyp_live.calibration.frames import sample_frames
     return sample_frames(source, count, split)
 
 
@@ -50,8 +49,8 @@ def parse_entry(entry: str) -> tuple[str, str, str]:
 
 def run_one(entry: str, source: str, split: str, count: int, threads: int, runs: int, warmup: int) -> tuple[dict, list]:
     """Benchmark one model in this process (called in a fresh child so peak memory is its own)."""
-    from engines.preprocess import preprocess
-    from engines.registry import load_backend
+    from polyp_live.engines.preprocess import preprocess
+    from polyp_live.engines.registry import load_backend
     path, backend_name, precision = parse_entry(entry)
     frames = load_frames(source, split, count)
     rss_before = peak_rss_mb()
@@ -79,7 +78,7 @@ def run_one(entry: str, source: str, split: str, count: int, threads: int, runs:
 
 def default_entries(model: str, checkpoint: str | None) -> list[str]:
     """Everything that can run here: ONNX Runtime FP32/INT8, torch CPU/CUDA, TensorRT FP16/INT8."""
-    from engines.registry import int8_variant
+    from polyp_live.engines.registry import int8_variant
     entries = [f"{model}@onnxruntime:fp32"]
     if int8_variant(model).is_file():
         entries.append(f"{model}@onnxruntime:int8")
@@ -87,7 +86,7 @@ def default_entries(model: str, checkpoint: str | None) -> list[str]:
         entries.append(f"{checkpoint}@torch")
     try:
         import tensorrt  # noqa: F401
-        from engines.cuda_memory import gpu_info
+        from polyp_live.engines.cuda_memory import gpu_info
         gpu_info()
         entries += [f"{model}@tensorrt:fp16", f"{model}@tensorrt:int8"]
     except Exception:
@@ -118,8 +117,8 @@ def main(argv=None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from realtime.cli import DEFAULT_MODEL
-    from training.metrics import image_metrics
+    from polyp_live.realtime.cli import DEFAULT_MODEL
+    from polyp_live.training.metrics import image_metrics
 
     console = Console()
     entries = args.models or default_entries(args.model or str(DEFAULT_MODEL), args.checkpoint)

@@ -19,7 +19,6 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DICE_LIMITS = {"fp32": 0.99, "fp16": 0.99, "int8": 0.98}
 
@@ -47,9 +46,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from rich.console import Console
 
-    from engines.errors import BackendUnavailableError, ModelLoadError
-    from engines.spec import ModelSpec, ModelSpecError
-    from engines.tensorrt_builder import EngineBuildError, build_engine
+    from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
+    from polyp_live.engines.spec import ModelSpec, ModelSpecError
+    from polyp_live.engines.tensorrt_builder import EngineBuildError, build_engine
 
     console = Console(stderr=True)
     try:
@@ -57,7 +56,7 @@ def main(argv=None) -> int:
         if args.precision == "int8":
             if not args.calib:
                 raise ValueError("--precision int8 needs --calib SOURCE (video, image folder, dataset or .npy)")
-            from calibration.frames import build_calibration_set, load_calibration_set
+            from polyp_live.calibration.frames import build_calibration_set, load_calibration_set
             if args.calib.endswith(".npy"):
                 calibration = load_calibration_set(args.calib)
             else:
@@ -78,11 +77,11 @@ def validate(args, console) -> int:
     """Run --validate images through the engine and ONNX Runtime FP32; fail under the Dice limit."""
     import numpy as np
 
-    from engines.onnxruntime_backend import OnnxRuntimeBackend
-    from engines.preprocess import preprocess
-    from engines.tensorrt_backend import TensorRTBackend
-    from training.dataset import read_pair, scan, split_stems
-    from training.metrics import image_metrics
+    from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend
+    from polyp_live.engines.preprocess import preprocess
+    from polyp_live.engines.tensorrt_backend import TensorRTBackend
+    from polyp_live.training.dataset import read_pair, scan, split_stems
+    from polyp_live.training.metrics import image_metrics
 
     samples = scan(args.data)
     stems = split_stems(args.data, args.validate, samples)[: args.validate_count]

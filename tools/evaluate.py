@@ -15,7 +15,6 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv=None) -> int:
@@ -33,12 +32,12 @@ def main(argv=None) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from engines.errors import BackendUnavailableError, ModelLoadError
-    from engines.registry import load_backend
-    from engines.spec import ModelSpecError
-    from training.dataset import DatasetError
-    from training.evaluation import evaluate, write_reports
-    from training.metrics import METRICS
+    from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
+    from polyp_live.engines.registry import load_backend
+    from polyp_live.engines.spec import ModelSpecError
+    from polyp_live.training.dataset import DatasetError
+    from polyp_live.training.evaluation import evaluate, write_reports
+    from polyp_live.training.metrics import METRICS
 
     console = Console()
     try:

@@ -14,7 +14,6 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv=None) -> int:
@@ -30,8 +29,8 @@ def main(argv=None) -> int:
 
     from rich.console import Console
 
-    from training.dataset import DatasetError, read_pair, scan, split_stems
-    from training.export import ParityError, check_parity, export_onnx
+    from polyp_live.training.dataset import DatasetError, read_pair, scan, split_stems
+    from polyp_live.training.export import ParityError, check_parity, export_onnx
 
     console = Console()
     try:

@@ -19,9 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.dataset import read_pair, scan, split_stems  # noqa: E402
+from polyp_live.training.dataset import read_pair, scan, split_stems  # noqa: E402
 
 WIDTH, HEIGHT = 1280, 720
 FPS = 30000 / 1001

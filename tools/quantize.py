@@ -19,7 +19,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv=None) -> int:
@@ -35,10 +34,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="output (default MODEL.int8.onnx for the onnxruntime flavour)")
     args = p.parse_args(argv)
 
-    from calibration.frames import CalibrationError, build_calibration_set, load_calibration_set, save_calibration_set
-    from calibration.precision import MAX_CALIBRATION_FRAMES, convert_fp16, quantize_int8
-    from engines.registry import int8_variant
-    from engines.spec import ModelSpec, ModelSpecError
+    from polyp_live.calibration.frames import CalibrationError, build_calibration_set, load_calibration_set, save_calibration_set
+    from polyp_live.calibration.precision import MAX_CALIBRATION_FRAMES, convert_fp16, quantize_int8
+    from polyp_live.engines.registry import int8_variant
+    from polyp_live.engines.spec import ModelSpec, ModelSpecError
 
     try:
         spec = ModelSpec.load(args.onnx)

@@ -12,12 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from training.encoders import ENCODERS
-    from training.losses import LOSSES
+    from polyp_live.training.encoders import ENCODERS
+    from polyp_live.training.losses import LOSSES
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="dataset folder with images/ and masks/")
     p.add_argument("--out", required=True, help="run folder for checkpoints, log.csv and curves.png")
@@ -45,9 +44,9 @@ def main(argv=None) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from training.dataset import DatasetError
-    from training.trainer import TrainConfig, train
-    from training.unetplusplus import InputShapeError, ModelConfig
+    from polyp_live.training.dataset import DatasetError
+    from polyp_live.training.trainer import TrainConfig, train
+    from polyp_live.training.unetplusplus import InputShapeError, ModelConfig
 
     console = Console(stderr=True)
     try:

@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engines.preprocess import resize_for_model
-from engines.spec import ModelSpec
+from polyp_live.engines.preprocess import resize_for_model
+from polyp_live.engines.spec import ModelSpec
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engines.base import Backend
-from engines.preprocess import preprocess
-from training.dataset import read_pair, scan, split_stems
-from training.metrics import METRICS, MetricAccumulator, image_metrics
+from polyp_live.engines.base import Backend
+from polyp_live.engines.preprocess import preprocess
+from polyp_live.training.dataset import read_pair, scan, split_stems
+from polyp_live.training.metrics import METRICS, MetricAccumulator, image_metrics
 
 SWEEP = tuple(round(t, 2) for t in np.arange(0.20, 0.81, 0.05))
 

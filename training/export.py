@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engines.onnxruntime_backend import OnnxRuntimeBackend
-from engines.preprocess import preprocess
-from engines.spec import ModelSpec
-from training.metrics import image_metrics
-from training.trainer import load_checkpoint, model_spec
-from training.unetplusplus import ProbabilityModel
+from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend
+from polyp_live.engines.preprocess import preprocess
+from polyp_live.engines.spec import ModelSpec
+from polyp_live.training.metrics import image_metrics
+from polyp_live.training.trainer import load_checkpoint, model_spec
+from polyp_live.training.unetplusplus import ProbabilityModel
 
 OPSET = 17
 

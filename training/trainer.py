@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engines.preprocess import normalize
-from engines.spec import ModelSpec
-from training.augment import augment
-from training.dataset import load_split
-from training.losses import segmentation_loss
-from training.metrics import MetricAccumulator
-from training.unetplusplus import ModelConfig, UnetPlusPlus, check_input_size
+from polyp_live.engines.preprocess import normalize
+from polyp_live.engines.spec import ModelSpec
+from polyp_live.training.augment import augment
+from polyp_live.training.dataset import load_split
+from polyp_live.training.losses import segmentation_loss
+from polyp_live.training.metrics import MetricAccumulator
+from polyp_live.training.unetplusplus import ModelConfig, UnetPlusPlus, check_input_size
 
 
 @dataclass(frozen=True)

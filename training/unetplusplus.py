@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.encoders import EfficientNetLiteEncoder, load_pretrained
+from polyp_live.training.encoders import EfficientNetLiteEncoder, load_pretrained
 
 
 class InputShapeError(ValueError):
