@@ -50,7 +50,11 @@ def test_masks_match_an_independent_reference(tmp_path, clip, brightness_model):
     assert len(files) == len(frames)
     for frame, file in zip(frames, files):
         # Reference: the brightness rule on the 32x32 resized frame, scaled back up.
-        small = cv2.resize(frame, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+        # (the shared resize: Gaussian pyramid halvings, then bilinear)
+        small = frame
+        while small.shape[0] >= 64 and small.shape[1] >= 64:
+            small = cv2.pyrDown(small)
+        small = cv2.resize(small, (32, 32), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
         ref_small = (small.mean(axis=2) > 0.5).astype(np.uint8) * 255
         ref = cv2.resize(ref_small, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_LINEAR) >= 128
         got = cv2.imread(str(file), cv2.IMREAD_GRAYSCALE) > 0
