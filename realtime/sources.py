@@ -29,12 +29,28 @@ class SignalLost(Exception):
 
 @dataclass
 class Frame:
-    """One captured frame. ``arrival`` is ``time.perf_counter()`` when it left the source."""
+    """One captured frame.
+
+    Attributes:
+        index: position among the frames delivered by this run (0, 1, 2, ...).
+        image: the BGR image.
+        arrival: ``time.perf_counter()`` when it left the source.
+        capture_s: seconds the read took.
+        source_index: position of the frame in the source itself, counting frames that were skipped
+            (damaged) or dropped before it; -1 means "same as ``index``". Name outputs after this.
+        name: the image file's stem for image folders and globs, else ``None``.
+    """
 
     index: int
     image: np.ndarray
     arrival: float
     capture_s: float = 0.0
+    source_index: int = -1
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.source_index < 0:
+            self.source_index = self.index
 
 
 class FrameSource:
@@ -47,6 +63,9 @@ class FrameSource:
         self.fps = 30.0
         self.size = (0, 0)  # width, height
         self.corrupt_frames = 0
+        # Where the frame most recently returned by read() sits in the source (see Frame).
+        self.last_index = -1
+        self.last_name: str | None = None
 
     def open(self) -> None:
         """Open (or reopen) the underlying device; raises :class:`SourceError`."""
@@ -111,6 +130,7 @@ class VideoFileSource(FrameSource):
             ok, image = self.cap.read()
             if ok and image is not None:
                 self._delivered += 1
+                self.last_index = int(self.cap.get(cv2.CAP_PROP_POS_FRAMES) or before + 1) - 1
                 return _ensure_bgr(image)
             position = int(self.cap.get(cv2.CAP_PROP_POS_FRAMES) or 0)
             # A failed read before the container's last frame is a corrupt frame, not the end.
@@ -165,6 +185,7 @@ class ImageSequenceSource(FrameSource):
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is not None:
                 self._delivered += 1
+                self.last_index, self.last_name = self._next - 1, path.stem
                 return image
             self.corrupt_frames += 1
         if self._delivered == 0:
@@ -211,6 +232,7 @@ class CameraSource(FrameSource):
         ok, image = self.cap.read()
         if not ok or image is None:
             raise SignalLost(self.description)
+        self.last_index += 1
         return _ensure_bgr(image)
 
     def close(self) -> None:
