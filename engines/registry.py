@@ -7,7 +7,7 @@ from pathlib import Path
 from polyp_live.engines.base import Backend
 from polyp_live.engines.errors import ModelLoadError
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch", "triton")
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 SUFFIXES = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".pt": "torch", ".pth": "torch"}
 
@@ -31,11 +31,23 @@ def int8_variant(model_path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.int8{path.suffix}")
 
 
-def load_backend(model_path: str | Path, backend: str = "auto", threads: int = 0, precision: str = "auto") -> Backend:
-    """Load ``model_path`` with the chosen backend and precision."""
+def load_backend(model_path: str | Path, backend: str = "auto", threads: int = 0, precision: str = "auto",
+                 server: str | None = None, triton_model: str = "polyp", server_timeout: float = 1.0) -> Backend:
+    """Load ``model_path`` with the chosen backend and precision.
+
+    ``backend="triton"`` connects to the Triton server at ``server`` instead; the model's spec comes
+    from the server, and ``model_path``'s sidecar is only a fallback for servers that carry none.
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     name = backend_for(model_path, backend)
+    if name == "triton":
+        from polyp_live.engines.spec import ModelSpec
+        from polyp_live.engines.triton_backend import TritonBackend
+        if not server:
+            raise ValueError("--backend triton needs --server grpc://HOST:PORT (the server's gRPC endpoint)")
+        fallback = ModelSpec.load(model_path) if ModelSpec.sidecar_path(model_path).is_file() else None
+        return TritonBackend(server, triton_model, timeout=server_timeout, fallback_spec=fallback)
     if name == "onnxruntime":
         from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend
         if precision == "int8" and ".int8" not in Path(model_path).suffixes:

@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="auto (fp32 on ONNX Runtime, fp16 on TensorRT), or fp32, fp16 (TensorRT), int8 "
                           "(the model's .int8.onnx on the CPU, a Q/DQ engine on TensorRT)")
     mod.add_argument("--threads", type=_non_negative_int, default=0, help="CPU inference threads (0 = runtime default)")
+    mod.add_argument("--server", default=None, metavar="URL",
+                     help="inference server for --backend triton (implied by --server): grpc://HOST:PORT, "
+                          "e.g. grpc://localhost:8001 (started with polyp-live-serve)")
+    mod.add_argument("--triton-model", default="polyp", metavar="NAME", help="model name on the server (default polyp)")
+    mod.add_argument("--server-timeout", type=float, default=1.0, metavar="S",
+                     help="seconds before a server request counts as lost (default 1.0)")
     seg = p.add_argument_group("segmentation")
     seg.add_argument("--roi", default="auto", help="field of view: auto, full or x,y,w,h (default auto)")
     seg.add_argument("--smoothing", default="confidence", choices=SMOOTHING_MODES, help="temporal smoothing (default confidence)")
@@ -121,13 +127,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.display and not display_available():
         return fail("--display needs a screen but none was found ($DISPLAY is unset); use --headless or --record", 2)
     display = args.display or (not args.headless and display_available())
+    if args.server and args.backend == "auto":
+        args.backend = "triton"
+    if args.server and args.backend != "triton":
+        return fail(f"--server is for --backend triton, not --backend {args.backend}", 2)
+    if args.backend == "triton" and not args.server:
+        return fail("--backend triton needs --server grpc://HOST:PORT (the server's gRPC endpoint)", 2)
 
     backend = None
     pipeline = None
     interrupted = {"signal": None}
     try:
         config = make_config(args, display)
-        backend = load_backend(args.model, args.backend, threads=args.threads, precision=args.precision)
+        backend = load_backend(args.model, args.backend, threads=args.threads, precision=args.precision,
+                               server=args.server, triton_model=args.triton_model,
+                               server_timeout=args.server_timeout)
         source = open_source(args.source, args.fps, config.source.max_consecutive_corrupt)
         pipeline = Pipeline(config, source, backend)
 

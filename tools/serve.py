@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Serve the polyp model to many rooms through NVIDIA Triton (PyTriton), or write a stock Triton repository.
+
+Clients send the ROI resized to the model size as uint8 HxWx3 BGR (input "image"); the server
+normalises it and runs the model with polyp-live's own backends, and answers the float16
+probability map (output "probability"). Triton batches the requests of several rooms.
+
+Examples:
+    polyp-live-serve                                   # the bundled model on ports 8000/8001/8002
+    polyp-live-serve --model model.onnx --grpc-port 9001 --max-batch 8 --max-queue-delay-us 2000
+    polyp-live --backend triton --server grpc://SERVER:8001 --source /dev/video0
+    polyp-live-serve --triton-repository repo/          # for a site that already runs Triton
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (1-65535)")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from polyp_live.engines.registry import BACKENDS, PRECISIONS
+    from polyp_live.engines.triton_wire import MODEL_NAME
+    from polyp_live.resources import bundled_model
+
+    p = argparse.ArgumentParser(prog="polyp-live-serve", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=str(bundled_model()), metavar="FILE",
+                   help="model file (.onnx, .engine, .pt) with its sidecar; default: the bundled UNet++")
+    p.add_argument("--backend", default="auto", choices=[b for b in BACKENDS if b != "triton"],
+                   help="runtime inside the server (default: from the model's suffix)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="as for polyp-live (default auto)")
+    p.add_argument("--threads", type=_non_negative, default=0, metavar="N", help="CPU inference threads (0 = runtime default)")
+    p.add_argument("--triton-model", default=MODEL_NAME, metavar="NAME", help=f"Triton model name (default {MODEL_NAME})")
+    p.add_argument("--host", default="0.0.0.0", metavar="ADDR", help="address to listen on (default 0.0.0.0, every interface)")
+    p.add_argument("--http-port", type=_port, default=8000, metavar="PORT", help="HTTP endpoint (default 8000)")
+    p.add_argument("--grpc-port", type=_port, default=8001, metavar="PORT", help="gRPC endpoint, for clients (default 8001)")
+    p.add_argument("--metrics-port", type=_port, default=8002, metavar="PORT", help="Prometheus metrics (default 8002)")
+    p.add_argument("--max-batch", type=_positive, default=8, metavar="N", help="largest dynamic batch (default 8)")
+    p.add_argument("--max-queue-delay-us", type=_non_negative, default=2000, metavar="US",
+                   help="longest a request waits for others to batch with, microseconds (default 2000)")
+    p.add_argument("--ready-timeout", type=float, default=120.0, metavar="S",
+                   help="seconds to wait for the model to load (default 120)")
+    p.add_argument("--triton-repository", default=None, metavar="DIR",
+                   help="instead of serving, write a stock Triton model repository (ONNX Runtime backend) into "
+                        "DIR and exit; needs an .onnx --model")
+    p.add_argument("--verbose", action="store_true", help="print Triton's own log")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``polyp-live-serve``; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError, ServeError
+    from polyp_live.engines.spec import ModelSpecError
+
+    def fail(message: str, code: int = 1) -> int:
+        print(f"polyp-live-serve: error: {message}", file=sys.stderr, flush=True)
+        return code
+
+    if len({args.http_port, args.grpc_port, args.metrics_port}) < 3:
+        return fail("--http-port, --grpc-port and --metrics-port must differ", 2)
+    if args.triton_repository:
+        return _write_repository(args, fail)
+
+    from polyp_live.engines.triton_server import ModelServer, ServeConfig
+
+    config = ServeConfig(model=Path(args.model), backend=args.backend, precision=args.precision, threads=args.threads,
+                         model_name=args.triton_model, host=args.host, http_port=args.http_port,
+                         grpc_port=args.grpc_port, metrics_port=args.metrics_port, max_batch=args.max_batch,
+                         max_queue_delay_us=args.max_queue_delay_us, ready_timeout=args.ready_timeout,
+                         verbose=args.verbose)
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum, _frame):
+        # The first signal stops serving; later ones are ignored so the shutdown finishes cleanly.
+        if not received:
+            received.append(signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with ModelServer(config) as server:
+            if stop.is_set():
+                return 128 + received[0]
+            print(f"serving model {config.model_name!r} ({server.backend.name}, {Path(args.model).name}) on "
+                  f"{server.grpc_url}  {server.http_url}  metrics {server.metrics_url}; "
+                  f"max batch {config.max_batch}, queue delay {config.max_queue_delay_us} us", flush=True)
+            server.wait(stop)
+    except (ServeError, BackendUnavailableError, ModelLoadError, ModelSpecError, ValueError) as exc:
+        return fail(str(exc))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        print(f"stopped by {signal.Signals(received[0]).name}", flush=True)
+        return 0
+    return 0
+
+
+def _write_repository(args: argparse.Namespace, fail) -> int:
+    from polyp_live.engines.errors import ModelLoadError
+    from polyp_live.engines.spec import ModelSpecError
+    from polyp_live.engines.triton_repository import RepositoryError, write_repository
+
+    try:
+        written = write_repository(args.model, args.triton_repository, model_name=args.triton_model,
+                                   max_batch=args.max_batch, max_queue_delay_us=args.max_queue_delay_us)
+    except (RepositoryError, ModelLoadError, ModelSpecError) as exc:
+        return fail(str(exc), 1)
+    print(f"wrote Triton model repository {args.triton_repository}: {', '.join(str(p) for p in written)}")
+    print(f"serve it with: tritonserver --model-repository {Path(args.triton_repository).resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
