@@ -127,7 +127,7 @@ def test_validation_and_cache_use_model_size_images(tmp_path):
     stems2, images2, _ = load_split(data, "train", spec, tmp_path / "cache")
     assert stems2 == stems and np.array_equal(images, images2)
     model = UnetPlusPlus(ModelConfig(decoder_channels=(32, 24, 16, 16, 8)))
-    assert 0.0 <= validate(model, images, masks, spec) <= 1.0
+    assert 0.0 <= validate(model, images, masks, spec)["dice"] <= 1.0
 
 
 # --- bad data: each named before training starts ------------------------------------------------
@@ -179,3 +179,126 @@ def test_split_file_naming_an_unknown_image(tmp_path):
     (data / "splits" / "train.txt").write_text("s00\nghost\n")
     with pytest.raises(DatasetError, match="'ghost'"):
         load_split(data, "train", model_spec(64), None)
+
+
+# --- polyp-free frames, losses, checkpoints that cannot run code, warm start --------------------
+
+def make_negatives(root: Path, count: int = 8, size: int = 72) -> Path:
+    """Polyp-free frames: noise with a dark 'lumen' and no disc. images/ only, with a splits/ folder."""
+    rng = np.random.default_rng(2)
+    (root / "images").mkdir(parents=True)
+    for i in range(count):
+        image = rng.integers(0, 80, (size, size + 8, 3), dtype=np.uint8)
+        cv2.circle(image, (size // 2, size // 2), 8, (0, 0, 0), -1)
+        cv2.imwrite(str(root / "images" / f"n{i:02d}.0.jpg"), image)  # dotted stems as in the real set
+    (root / "splits").mkdir()
+    (root / "splits" / "train.txt").write_text("".join(f"n{i:02d}.0\n" for i in range(count - 3)))
+    (root / "splits" / "val.txt").write_text("".join(f"n{i:02d}.0\n" for i in range(count - 3, count)))
+    return root
+
+
+def test_negatives_load_with_empty_masks_and_a_compact_cache(tmp_path):
+    negatives = make_negatives(tmp_path / "neg")
+    stems, images, masks = load_split(negatives, "val", model_spec(64), tmp_path / "cache", negatives=True)
+    assert stems == ["n05.0", "n06.0", "n07.0"] and images.shape == (3, 64, 64, 3)
+    assert masks.shape == (3, 64, 64) and not masks.any()
+    with pytest.raises(DatasetError, match="needs images/ and masks/"):
+        load_split(negatives, "val", model_spec(64), None)  # a polyp-free set is not a segmentation set
+
+
+def test_training_with_negatives_scores_false_alarms_and_keeps_the_best_on_both(tmp_path):
+    data, negatives = make_dataset(tmp_path / "data"), make_negatives(tmp_path / "neg")
+    config = TrainConfig(data=str(data), out=str(tmp_path / "run"), size=64, epochs=3, batch_size=4,
+                         negatives=str(negatives), negatives_per_batch=2, lr=3e-3, warmup_epochs=0.5,
+                         pretrained=False, max_steps_per_epoch=2, threads=1,
+                         model=ModelConfig(decoder_channels=(32, 24, 16, 16, 8), deep_supervision=True))
+    result = train(config)
+    rows = result["history"]
+    assert all(0.0 <= r["val_false_alarm"] <= 1.0 and r["val_score"] == pytest.approx(r["val_dice"] - r["val_false_alarm"])
+               for r in rows)
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert best["val_score"] == pytest.approx(max(r["val_score"] for r in rows))
+    assert best["epoch"] + 1 == max(rows, key=lambda r: r["val_score"])["epoch"]
+    with open(tmp_path / "run" / "log.csv") as fh:
+        assert "val_false_alarm" in next(csv.DictReader(fh))
+
+
+def test_validation_counts_a_frame_with_an_outline_as_a_false_alarm():
+    class Constant(torch.nn.Module):
+        def __init__(self, value: float):
+            super().__init__()
+            self.value = value
+
+        def forward(self, x):
+            out = torch.full((x.shape[0], 1, x.shape[2], x.shape[3]), -10.0)
+            out[:, :, 8:24, 8:24] = self.value  # a 16x16 region: 6 % of a 64x64 frame
+            return out
+
+    spec = model_spec(64)
+    images = np.zeros((4, 64, 64, 3), np.uint8)
+    masks = np.zeros((4, 64, 64), np.uint8)
+    masks[:, 8:24, 8:24] = 1
+    assert validate(Constant(10.0), images, masks, spec, negatives=images)["false_alarm"] == 1.0
+    quiet = validate(Constant(-10.0), images, masks, spec, negatives=images)
+    assert quiet["false_alarm"] == 0.0 and quiet["dice"] == 0.0
+
+
+def test_batch_dice_still_pushes_down_a_false_outline_on_an_empty_mask():
+    from polyp_live.training.losses import batch_dice_loss, soft_dice_loss
+    target = torch.zeros(2, 1, 16, 16)
+    target[0, :, 4:12, 4:12] = 1  # one polyp image, one polyp-free frame
+    logits = torch.full((2, 1, 16, 16), -2.0, requires_grad=True)
+    with torch.no_grad():
+        logits[1, :, 2:6, 2:6] = 3.0  # a confident false outline on the polyp-free frame
+    batch_dice_loss(logits, target).backward()
+    assert logits.grad[1, 0, 3, 3] > 0  # gradient descent lowers that logit
+    logits.grad = None
+    # The per-image Dice of the empty frame is nearly flat there: 100x weaker.
+    empty = torch.zeros(1, 1, 16, 16)
+    per_image = logits[1:].detach().clone().requires_grad_(True)
+    soft_dice_loss(per_image, empty).backward()
+    pooled = logits[1:].detach().clone().requires_grad_(True)
+    batch_dice_loss(torch.cat([logits[:1].detach(), pooled]), target).backward()
+    assert pooled.grad[0, 0, 3, 3] > 0
+
+
+def test_a_checkpoint_carrying_a_pickled_object_is_refused(tmp_path):
+    from polyp_live.training.trainer import CheckpointError
+    data = make_dataset(tmp_path / "data", count=4)
+    config = TrainConfig(data=str(data), out=str(tmp_path / "run"), size=64, epochs=1, batch_size=2,
+                         pretrained=False, max_steps_per_epoch=1, threads=1,
+                         model=ModelConfig(decoder_channels=(32, 24, 16, 16, 8)))
+    train(config)
+    state = torch.load(tmp_path / "run" / "best.pt", weights_only=True)  # what we write loads safely
+    state["payload"] = Path("/tmp")  # any object that needs unpickling code
+    evil = tmp_path / "evil.pt"
+    torch.save(state, evil)
+    with pytest.raises(CheckpointError, match="could run code"):
+        load_checkpoint(evil)
+    torch.save(state, tmp_path / "run" / "last.pt")
+    with pytest.raises(Exception, match="weights_only|Unsupported global"):
+        train(TrainConfig(**{**config.__dict__, "epochs": 2}), resume=True)
+
+
+def test_warm_start_from_an_exported_model_reproduces_it(tmp_path):
+    from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend
+    from polyp_live.training.export import export_onnx
+    from polyp_live.training.warm_start import load_folded_onnx
+    data = make_dataset(tmp_path / "data", count=6)
+    mcfg = ModelConfig(decoder_channels=(32, 24, 16, 16, 8), deep_supervision=True)
+    config = TrainConfig(data=str(data), out=str(tmp_path / "run"), size=64, epochs=1, batch_size=3,
+                         pretrained=False, max_steps_per_epoch=2, threads=1, model=mcfg)
+    train(config)
+    onnx_path = tmp_path / "m.onnx"
+    export_onnx(tmp_path / "run" / "best.pt", onnx_path)
+    _, images, _ = load_split(data, "train", model_spec(64))
+    from polyp_live.engines.preprocess import normalize
+    x = np.stack([normalize(im, model_spec(64)) for im in images])
+    fresh = UnetPlusPlus(mcfg, pretrained=False)
+    assert load_folded_onnx(fresh, onnx_path, x) > 0
+    fresh.eval()
+    backend = OnnxRuntimeBackend(onnx_path)
+    with torch.no_grad():
+        ours = torch.sigmoid(fresh(torch.from_numpy(x[:2]))).numpy()[:, 0]
+    ref = np.stack([backend.infer(x[i:i + 1]) for i in range(2)])
+    assert np.abs(ours - ref).max() < 1e-4

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Train the UNet++ polyp segmenter on a dataset folder (images/, masks/, optional splits/).
+"""Train the UNet++ polyp segmenter on polyp images (images/, masks/, splits/) and polyp-free frames.
 
-Example:
-    python tools/train.py --data ../shared/data/kvasir-seg --out runs/lite0-256 --epochs 30
-    python tools/train.py --data ../shared/data/kvasir-seg --out runs/lite0-256 --epochs 30 --resume
+Examples:
+    python tools/train.py --data ../shared/data/kvasir-seg --negatives ../shared/data/negatives --out runs/neg
+    python tools/train.py --data ../shared/data/kvasir-seg --negatives ../shared/data/negatives --out runs/neg --resume
+    python tools/train.py ... --model engines/models/polyp-unetpp-lite0-256.onnx   # fine-tune an exported model
+    python tools/train.py ... --device cuda --cache runs/cache                      # on a GPU machine
 """
 
 from __future__ import annotations
@@ -18,14 +20,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     from polyp_live.training.encoders import ENCODERS
     from polyp_live.training.losses import LOSSES
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="dataset folder with images/ and masks/")
-    p.add_argument("--out", required=True, help="run folder for checkpoints, log.csv and curves.png")
+    p.add_argument("--data", required=True, metavar="DIR", help="polyp dataset folder with images/ and masks/")
+    p.add_argument("--negatives", default="", metavar="DIR",
+                   help="polyp-free frames (images/, splits/): taught as empty masks, scored as false alarms")
+    p.add_argument("--negatives-per-batch", type=int, default=3, metavar="N",
+                   help="polyp-free frames in each batch (default 3 of 8)")
+    p.add_argument("--out", required=True, metavar="DIR", help="run folder for checkpoints, log.csv and curves.png")
+    p.add_argument("--model", default="", metavar="PATH",
+                   help="start from this exported .onnx model (fine-tuning) instead of ImageNet encoder weights")
+    p.add_argument("--device", default="cpu", metavar="DEV", help="torch device: cpu (default), cuda, cuda:1")
+    p.add_argument("--cache", default="", metavar="DIR",
+                   help="resized-image cache (default OUT/../cache; tens of MB, copy it to a GPU machine)")
     p.add_argument("--encoder", default="efficientnet-lite0", choices=sorted(ENCODERS))
     p.add_argument("--size", type=int, default=256, help="square input side, a multiple of 32 (default 256)")
     p.add_argument("--decoder-channels", default="128,64,32,24,16", help="five decoder widths, deepest first")
     p.add_argument("--aspp", action="store_true", help="add an ASPP block at the bottleneck")
     p.add_argument("--no-deep-supervision", action="store_true", help="train the final head only")
-    p.add_argument("--loss", default="bce_dice", choices=LOSSES)
+    p.add_argument("--loss", default="bce_batch_dice", choices=LOSSES)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -57,7 +68,9 @@ def main(argv=None) -> int:
                               deep_supervision=not args.no_deep_supervision),
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
             warmup_epochs=args.warmup_epochs, loss=args.loss, seed=args.seed, threads=args.threads,
-            pretrained=not args.no_pretrained, max_steps_per_epoch=args.max_steps_per_epoch)
+            pretrained=not args.no_pretrained, max_steps_per_epoch=args.max_steps_per_epoch,
+            negatives=args.negatives, negatives_per_batch=args.negatives_per_batch, init=args.model,
+            device=args.device, cache=args.cache)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console) as progress:
             result = train(config, resume=args.resume, progress=progress)
@@ -67,7 +80,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         console.print("interrupted; the last completed epoch is in last.pt, continue with --resume")
         return 130
-    console.print(f"best validation Dice {result['best_val_dice']:.4f} after {result['epochs']} epochs")
+    best = max(result["history"], key=lambda r: r["val_score"])
+    console.print(f"best epoch {best['epoch']}: validation Dice {best['val_dice']:.4f}, false alarms "
+                  f"{best['val_false_alarm']:.3f} after {result['epochs']} epochs")
     return 0
 
 

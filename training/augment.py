@@ -1,13 +1,115 @@
-"""Training augmentation with OpenCV and NumPy (no albumentations: it swaps in headless OpenCV)."""
+"""Training augmentation with OpenCV and NumPy (no albumentations: it swaps in headless OpenCV).
+
+Besides the geometric and colour changes, the transforms imitate what differs between endoscopy
+centres and processors: white balance and gamma, blur and motion blur, JPEG re-compression, sensor
+noise, specular highlights, black borders of other shapes and on-screen text. The lower-left
+scope-guide box is neutralised on frames of both kinds: Kvasir-SEG polyp frames often carry a green
+box there while the polyp-free frames had it painted black, so without this a model can learn
+"green box means polyp".
+"""
 
 from __future__ import annotations
+
+import string
 
 import cv2
 import numpy as np
 
+# Where the scope-guide box sits on Olympus/Kvasir frames, as fractions of the frame (measured on
+# Kvasir-SEG images): x 0.06-0.32, y 0.68-0.93, BGR (145, 188, 0). The painted-black area of the
+# polyp-free frames covers it with a margin.
+GUIDE_BOX = (0.061, 0.682, 0.324, 0.931)
+GUIDE_GREEN = (145, 188, 0)
+
+
+def paint_guide_box(image: np.ndarray, kind: str, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Return a copy of ``image`` with the lower-left guide box painted ``"black"`` or a synthetic ``"green"`` box."""
+    rng = rng or np.random.default_rng(0)
+    out = image.copy()
+    h, w = out.shape[:2]
+    x0, y0, x1, y1 = GUIDE_BOX
+    jitter = rng.uniform(-0.02, 0.02, 4) if rng is not None else np.zeros(4)
+    x0, y0, x1, y1 = (np.clip(np.array([x0, y0, x1, y1]) + jitter, 0, 1) * (w, h, w, h)).astype(int)
+    if kind == "black":
+        # The painted area of the polyp-free frames reaches the frame's corner.
+        out[max(0, y0 - int(0.05 * h)):, :x1 + int(0.03 * w)] = 0
+    elif kind == "green":
+        out[max(0, y0 - int(0.02 * h)):min(h, y1 + int(0.02 * h)), :min(w, x1 + int(0.02 * w))] = 0
+        out[y0:y1, x0:x1] = GUIDE_GREEN
+        mid = (x0 + x1) // 2
+        cv2.line(out, (mid, y0), (mid, y1), (40, 60, 0), max(1, w // 200))
+        # A few scope-position strokes, as the real box draws them.
+        for _ in range(3):
+            p = (int(rng.uniform(x0, x1)), int(rng.uniform(y0, y1)))
+            q = (int(rng.uniform(x0, x1)), int(rng.uniform(y0, y1)))
+            cv2.line(out, p, q, (int(rng.integers(0, 255)), int(rng.integers(0, 255)), 255), 1)
+    else:
+        raise ValueError(f"unknown guide box kind {kind!r}; use 'black' or 'green'")
+    return out
+
+
+def _random_border(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """A bool mask of the visible area: an octagon, a circle or a cropped rectangle, as scopes show."""
+    keep = np.zeros((h, w), np.uint8)
+    shape = rng.integers(3)
+    if shape == 0:
+        c = rng.uniform(0.1, 0.25)
+        m = rng.uniform(0.0, 0.06, 4)
+        pts = np.array([[c + m[0], m[1]], [1 - c - m[2], m[1]], [1 - m[2], c + m[1]], [1 - m[2], 1 - c - m[3]],
+                        [1 - c - m[2], 1 - m[3]], [c + m[0], 1 - m[3]], [m[0], 1 - c - m[3]], [m[0], c + m[1]]])
+        cv2.fillPoly(keep, [(pts * (w - 1, h - 1)).astype(np.int32)], 1)
+    elif shape == 1:
+        r = rng.uniform(0.5, 0.75)
+        cv2.ellipse(keep, (w // 2, h // 2), (int(r * w), int(r * h)), 0, 0, 360, 1, -1)
+    else:
+        m = (rng.uniform(0.0, 0.12, 4) * (w, h, w, h)).astype(int)
+        keep[m[1]:h - m[3], m[0]:w - m[2]] = 1
+    return keep.astype(bool)
+
+
+def _on_screen_text(image: np.ndarray, rng: np.random.Generator) -> None:
+    """Draw a few lines of processor text (dates, IDs, settings) near the left or right edge."""
+    h, w = image.shape[:2]
+    x = int(rng.uniform(0.0, 0.08) * w) if rng.random() < 0.7 else int(rng.uniform(0.7, 0.85) * w)
+    y = int(rng.uniform(0.05, 0.2) * h)
+    scale = rng.uniform(0.25, 0.45) * w / 256
+    colour = (255, 255, 255) if rng.random() < 0.8 else (0, 255, 255)
+    alphabet = string.ascii_uppercase + string.digits + "/:.- "
+    for _ in range(int(rng.integers(1, 5))):
+        text = "".join(rng.choice(list(alphabet), int(rng.integers(3, 11))))
+        cv2.putText(image, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+        y += int(14 * scale * 2.2)
+
+
+def _specular(image: np.ndarray, rng: np.random.Generator) -> None:
+    """Small saturated highlights, as the scope's light makes on wet mucosa."""
+    h, w = image.shape[:2]
+    layer = np.zeros((h, w), np.uint8)
+    for _ in range(int(rng.integers(2, 12))):
+        centre = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
+        axes = (int(rng.uniform(1, 0.03 * w)) + 1, int(rng.uniform(1, 0.02 * h)) + 1)
+        cv2.ellipse(layer, centre, axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
+    alpha = cv2.GaussianBlur(layer, (0, 0), 1.0).astype(np.float32)[..., None] / 255
+    image[:] = (image * (1 - alpha) + 255 * alpha).astype(np.uint8)
+
+
+def _motion_blur(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    length = int(rng.integers(3, 12))
+    kernel = np.zeros((length, length), np.float32)
+    kernel[length // 2] = 1.0 / length
+    rot = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), float(rng.uniform(0, 180)), 1.0)
+    kernel = cv2.warpAffine(kernel, rot, (length, length))
+    return cv2.filter2D(image, -1, kernel / max(kernel.sum(), 1e-6))
+
 
 def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Randomly transform a BGR uint8 image and its 0/1 mask together; returns new arrays."""
+    # The guide-box cue first, where real frames carry it (before the geometry moves it).
+    u = rng.random()
+    if u < 0.45:
+        image = paint_guide_box(image, "black", rng)
+    elif u < 0.75:
+        image = paint_guide_box(image, "green", rng)
     if rng.random() < 0.5:
         image, mask = image[:, ::-1], mask[:, ::-1]
     if rng.random() < 0.5:
@@ -17,23 +119,45 @@ def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tu
         image, mask = np.rot90(image, k), np.rot90(mask, k)
     image, mask = np.ascontiguousarray(image), np.ascontiguousarray(mask)
     h, w = mask.shape
-    if rng.random() < 0.7:
+    if rng.random() < 0.8:
+        # Rotation, scale (zoom in = a random crop; zoom out = a smaller view) and shift.
         angle = rng.uniform(-30, 30)
-        scale = rng.uniform(0.75, 1.3)
+        scale = rng.uniform(0.7, 1.5)
         matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
-        matrix[:, 2] += rng.uniform(-0.1, 0.1, size=2) * (w, h)
+        matrix[:, 2] += rng.uniform(-0.12, 0.12, size=2) * (w, h)
         image = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
         mask = cv2.warpAffine(mask, matrix, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT_101)
-    if rng.random() < 0.8:
+    if rng.random() < 0.3:
+        keep = _random_border(h, w, rng)
+        image = image * keep[..., None].astype(np.uint8)
+        mask = mask * keep.astype(mask.dtype)
+    if rng.random() < 0.35:
+        _on_screen_text(image, rng)
+    if rng.random() < 0.25:
+        _specular(image, rng)
+    if rng.random() < 0.9:
         hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV).astype(np.int16)
-        hsv[..., 0] = (hsv[..., 0] + int(rng.integers(-8, 9))) % 180
-        hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(0.8, 1.2), 0, 255)
+        hsv[..., 0] = (hsv[..., 0] + int(rng.integers(-10, 11))) % 180
+        hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(0.7, 1.3), 0, 255)
         image = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR)
-        alpha, beta = rng.uniform(0.75, 1.25), rng.uniform(-25, 25)
-        image = cv2.convertScaleAbs(image, alpha=alpha, beta=beta)
-    if rng.random() < 0.2:
-        image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.5, 1.5))
-    if rng.random() < 0.2:
-        noise = rng.normal(0, rng.uniform(3, 10), image.shape)
+        # White balance: per-channel gains, as processors and light sources differ.
+        gains = rng.uniform(0.8, 1.2, 3)
+        alpha, beta = rng.uniform(0.7, 1.3), rng.uniform(-30, 30)
+        lut = np.clip(np.arange(256)[:, None] * gains[None] * alpha + beta, 0, 255).astype(np.uint8)
+        image = np.stack([lut[..., c][image[..., c]] for c in range(3)], axis=-1)
+    if rng.random() < 0.3:
+        gamma = rng.uniform(0.6, 1.6)
+        lut = np.clip(255 * (np.arange(256) / 255) ** gamma, 0, 255).astype(np.uint8)
+        image = lut[image]
+    blur = rng.random()
+    if blur < 0.15:
+        image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.5, 2.0))
+    elif blur < 0.3:
+        image = _motion_blur(image, rng)
+    if rng.random() < 0.25:
+        noise = rng.normal(0, rng.uniform(2, 10), image.shape)
         image = np.clip(image + noise, 0, 255).astype(np.uint8)
-    return image, mask
+    if rng.random() < 0.3:
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 90))])
+        image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return np.ascontiguousarray(image), np.ascontiguousarray(mask)

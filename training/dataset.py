@@ -1,8 +1,12 @@
-"""Segmentation datasets: a folder with ``images/`` and ``masks/`` of matching stems.
+"""Datasets: segmentation sets (``images/`` and ``masks/`` of matching stems) and polyp-free sets
+(``images/`` only: every mask is empty by definition).
 
 Images are decoded and resized once (through the shared :func:`engines.preprocess.resize_for_model`)
-and cached as a ``.npz`` keyed by the file list and size, so CPU epochs are not spent on JPEG decoding.
-Every problem with the data is found before training starts and names the offending file.
+and cached as a ``.npz`` keyed by the file list and size, so CPU epochs are not spent on decoding the
+originals. The cache holds each resized image as a JPEG at quality 95 and each mask bit-packed, so
+the caches of Kvasir-SEG and the negatives together take tens of MB and can be copied to a GPU
+machine (``--cache DIR``). Every problem with the data is found before training starts and names the
+offending file.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ class DatasetError(ValueError):
 class Sample:
     stem: str
     image: Path
-    mask: Path
+    mask: Path | None  # None: a polyp-free frame, its mask is empty
 
 
 def _index(folder: Path) -> dict[str, Path]:
@@ -37,9 +41,20 @@ def _index(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(files)}
 
 
-def scan(root: str | Path) -> dict[str, Sample]:
-    """Pair images and masks by stem; refuse empty folders and unpaired files."""
+def scan(root: str | Path, negatives: bool = False) -> dict[str, Sample]:
+    """Pair images and masks by stem; refuse empty folders and unpaired files.
+
+    With ``negatives`` the folder holds polyp-free frames: ``images/`` only, and every sample's
+    ``mask`` is ``None`` (an empty mask).
+    """
     root = Path(root)
+    if negatives:
+        if not (root / "images").is_dir():
+            raise DatasetError(f"{root / 'images'} not found; a polyp-free set needs an images/ subfolder")
+        images = _index(root / "images")
+        if not images:
+            raise DatasetError(f"{root / 'images'} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        return {s: Sample(s, p, None) for s, p in images.items()}
     for sub in ("images", "masks"):
         if not (root / sub).is_dir():
             raise DatasetError(f"{root / sub} not found; a dataset folder needs images/ and masks/ subfolders")
@@ -84,6 +99,8 @@ def read_pair(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     image = cv2.imread(str(sample.image), cv2.IMREAD_COLOR)
     if image is None:
         raise DatasetError(f"cannot decode image {sample.image}; replace or remove it")
+    if sample.mask is None:
+        return image, np.zeros(image.shape[:2], bool)
     mask = cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE)
     if mask is None:
         raise DatasetError(f"cannot decode mask {sample.mask}; replace or remove it")
@@ -94,17 +111,21 @@ def read_pair(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_split(root: str | Path, split: str, spec: ModelSpec, cache_dir: str | Path | None = None,
-               seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Load one split resized to the model size: (stems, images Nx H x W x 3 uint8, masks N x H x W uint8 0/1)."""
-    samples = scan(root)
+               seed: int = 0, negatives: bool = False) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Load one split resized to the model size: (stems, images Nx H x W x 3 uint8, masks N x H x W uint8 0/1).
+
+    ``negatives`` reads a polyp-free set (see :func:`scan`); its masks are all zero.
+    """
+    samples = scan(root, negatives=negatives)
     stems = split_stems(root, split, samples, seed=seed)
     if not stems:
         raise DatasetError(f"split {split!r} of {root} is empty")
-    key = hashlib.sha1(repr((str(Path(root).resolve()), stems, spec.input_height, spec.input_width)).encode()).hexdigest()[:12]
-    cache = Path(cache_dir) / f"{split}-{spec.input_height}x{spec.input_width}-{key}.npz" if cache_dir else None
+    key = hashlib.sha1(repr((str(Path(root).resolve()), stems, spec.input_height, spec.input_width,
+                             negatives)).encode()).hexdigest()[:12]
+    name = f"{Path(root).resolve().name}-{split}-{spec.input_height}x{spec.input_width}-{key}.npz"
+    cache = Path(cache_dir) / name if cache_dir else None
     if cache is not None and cache.is_file():
-        data = np.load(cache)
-        return stems, data["images"], data["masks"]
+        return stems, *_read_cache(cache, spec)
     images, masks = [], []
     for stem in stems:
         image, mask = read_pair(samples[stem])
@@ -113,8 +134,29 @@ def load_split(root: str | Path, split: str, spec: ModelSpec, cache_dir: str | P
         masks.append((resize_for_model(np.dstack([mask_u8] * 3), spec)[..., 0] >= 128).astype(np.uint8))
     images_arr, masks_arr = np.stack(images), np.stack(masks)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, images=images_arr, masks=masks_arr)
-        tmp.replace(cache)
+        _write_cache(cache, images_arr, masks_arr)
+        # What training sees is what the cache gives back (JPEG at quality 95), on first and later runs.
+        return stems, *_read_cache(cache, spec)
     return stems, images_arr, masks_arr
+
+
+def _write_cache(cache: Path, images: np.ndarray, masks: np.ndarray) -> None:
+    encoded = [cv2.imencode(".jpg", im, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].ravel() for im in images]
+    offsets = np.cumsum([0] + [len(e) for e in encoded]).astype(np.int64)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(cache.name + ".tmp.npz")
+    np.savez(tmp, jpeg=np.concatenate(encoded), offsets=offsets, masks=np.packbits(masks.astype(bool), axis=-1),
+             shape=np.asarray(masks.shape, np.int64))
+    tmp.replace(cache)  # never a half-written cache
+
+
+def _read_cache(cache: Path, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+    data = np.load(cache)
+    n, h, w = (int(v) for v in data["shape"])
+    if (h, w) != (spec.input_height, spec.input_width):
+        raise DatasetError(f"cache {cache} holds {w}x{h} images, not {spec.input_width}x{spec.input_height}; "
+                           "delete it to rebuild")
+    jpeg, offsets = data["jpeg"], data["offsets"]
+    images = np.stack([cv2.imdecode(jpeg[offsets[i]:offsets[i + 1]], cv2.IMREAD_COLOR) for i in range(n)])
+    masks = np.unpackbits(data["masks"], axis=-1, count=w).astype(np.uint8)
+    return images, masks

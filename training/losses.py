@@ -1,11 +1,17 @@
-"""Segmentation losses on logits: BCE + Dice (default), focal, weighted IoU (structure loss)."""
+"""Segmentation losses on logits: BCE + batch Dice (default), BCE + per-image Dice, focal, weighted IoU.
+
+Polyp-free frames have empty masks. A per-image soft Dice on such a frame is 1 - eps/(sum(p) + eps):
+its gradient vanishes once the prediction is small and it says nothing useful before, so the default
+computes Dice over the whole batch (positives and negatives pooled), where every false-positive pixel
+on a negative frame enlarges the denominator, and BCE supplies the per-pixel signal on negatives.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("bce_dice", "focal_dice", "wiou_bce")
+LOSSES = ("bce_batch_dice", "bce_dice", "focal_dice", "wiou_bce")
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
@@ -13,6 +19,13 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0)
     inter = (prob * target).sum((1, 2, 3))
     total = prob.sum((1, 2, 3)) + target.sum((1, 2, 3))
     return (1 - (2 * inter + eps) / (total + eps)).mean()
+
+
+def batch_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Soft Dice over the whole batch: defined and informative when some (or all) masks are empty."""
+    prob = torch.sigmoid(logits)
+    inter = (prob * target).sum()
+    return 1 - (2 * inter + eps) / (prob.sum() + target.sum() + eps)
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha: float = 0.25) -> torch.Tensor:
@@ -36,6 +49,8 @@ def weighted_iou_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 
 def segmentation_loss(name: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Loss by name; ``target`` is float 0/1 shaped like ``logits``."""
+    if name == "bce_batch_dice":
+        return F.binary_cross_entropy_with_logits(logits, target) + batch_dice_loss(logits, target)
     if name == "bce_dice":
         return F.binary_cross_entropy_with_logits(logits, target) + soft_dice_loss(logits, target)
     if name == "focal_dice":

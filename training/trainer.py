@@ -1,4 +1,13 @@
-"""The training loop: AdamW with warm-up and cosine decay, validation Dice, atomic resumable checkpoints."""
+"""The training loop: AdamW with warm-up and cosine decay, atomic resumable checkpoints.
+
+Batches mix polyp images (a segmentation set) and polyp-free frames (a negatives set) at a fixed
+number of each per batch. Validation reports Dice on the polyp images and the false-alarm rate on
+the polyp-free frames, and the best checkpoint maximises ``Dice - false-alarm rate``, so a model that
+outlines something on every ordinary frame cannot win on Dice alone.
+
+Checkpoints hold only tensors, numbers, strings, lists and dicts, so they load with
+``torch.load(..., weights_only=True)``: a checkpoint from elsewhere cannot run code when loaded.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +24,7 @@ import torch
 
 from polyp_live.engines.preprocess import normalize
 from polyp_live.engines.spec import ModelSpec
+from polyp_live.realtime.decision import candidate_score
 from polyp_live.training.augment import augment
 from polyp_live.training.dataset import load_split
 from polyp_live.training.losses import segmentation_loss
@@ -35,12 +45,22 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0
-    loss: str = "bce_dice"
+    loss: str = "bce_batch_dice"
     aux_weight: float = 0.4
     seed: int = 0
     threads: int = 0
     pretrained: bool = True
     max_steps_per_epoch: int = 0  # 0 = the whole split; tests use a handful
+    negatives: str = ""           # a polyp-free set (images/ and splits/), "" for none
+    negatives_per_batch: int = 3  # of batch_size; the rest are polyp images
+    init: str = ""                # start from an exported ONNX model (fine-tuning), "" for the encoder's weights
+    device: str = "cpu"
+    cache: str = ""               # resized-image cache folder; "" = OUT/../cache
+
+
+# A polyp-free validation frame is a false alarm when any region of at least this fraction of the
+# image reaches probability 0.5 (about 65 pixels at 256x256: specks are removed downstream anyway).
+FALSE_ALARM_MIN_AREA = 0.001
 
 
 def model_spec(size: int, info: dict | None = None, threshold: float = 0.5) -> ModelSpec:
@@ -63,28 +83,47 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def to_batch(images: np.ndarray, masks: np.ndarray, spec: ModelSpec) -> tuple[torch.Tensor, torch.Tensor]:
+def to_batch(images: np.ndarray, masks: np.ndarray, spec: ModelSpec,
+             device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     x = np.stack([normalize(im, spec) for im in images])
     y = masks[:, None].astype(np.float32)
-    return (torch.from_numpy(x).contiguous(memory_format=torch.channels_last), torch.from_numpy(y))
+    return (torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last),
+            torch.from_numpy(y).to(device))
 
 
 @torch.no_grad()
-def validate(model: torch.nn.Module, images: np.ndarray, masks: np.ndarray, spec: ModelSpec,
-             batch_size: int = 8) -> float:
-    """Mean per-image Dice at threshold 0.5 on model-size images."""
+def predict_batches(model: torch.nn.Module, images: np.ndarray, spec: ModelSpec, batch_size: int = 8,
+                    device: str = "cpu"):
+    """Yield probability maps (model size, float32) for model-size images, in order."""
     model.eval()
-    acc = MetricAccumulator()
     for i in range(0, len(images), batch_size):
-        x, _ = to_batch(images[i:i + batch_size], masks[i:i + batch_size], spec)
-        prob = torch.sigmoid(model(x)).numpy()[:, 0]
-        for p, m in zip(prob, masks[i:i + batch_size]):
-            acc.add(p >= 0.5, m.astype(bool))
-    return acc.mean()["dice"]
+        x, _ = to_batch(images[i:i + batch_size], np.zeros((len(images[i:i + batch_size]), 1, 1), np.uint8),
+                        spec, device)
+        yield from torch.sigmoid(model(x)).float().cpu().numpy()[:, 0]
+
+
+def validate(model: torch.nn.Module, images: np.ndarray, masks: np.ndarray, spec: ModelSpec,
+             batch_size: int = 8, negatives: np.ndarray | None = None, device: str = "cpu") -> dict[str, float]:
+    """Mean per-image Dice at 0.5 on polyp images and the false-alarm rate on polyp-free frames.
+
+    Returns ``{"dice", "false_alarm", "score"}`` with ``score = dice - false_alarm`` (false_alarm is
+    0 without negatives).
+    """
+    acc = MetricAccumulator()
+    for p, m in zip(predict_batches(model, images, spec, batch_size, device), masks):
+        acc.add(p >= 0.5, m.astype(bool))
+    dice = float(acc.mean()["dice"])
+    alarms = 0
+    count = 0 if negatives is None else len(negatives)
+    if count:
+        for p in predict_batches(model, negatives, spec, batch_size, device):
+            alarms += candidate_score(p, p >= 0.5, FALSE_ALARM_MIN_AREA) >= 0.5
+    false_alarm = float(alarms / count) if count else 0.0
+    return {"dice": dice, "false_alarm": false_alarm, "score": dice - false_alarm}
 
 
 def build_model(config: TrainConfig) -> UnetPlusPlus:
-    model = UnetPlusPlus(config.model, pretrained=config.pretrained)
+    model = UnetPlusPlus(config.model, pretrained=config.pretrained and not config.init)
     return model.to(memory_format=torch.channels_last)
 
 
@@ -94,36 +133,53 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
     Writes into ``config.out``: ``last.pt`` and ``best.pt`` (atomic), ``log.csv`` and ``curves.png``.
     """
     check_input_size(config.size, config.size)
+    if config.negatives and not 0 <= config.negatives_per_batch < config.batch_size:
+        raise ValueError(f"negatives per batch must lie in [0, {config.batch_size - 1}] for batch size "
+                         f"{config.batch_size}, got {config.negatives_per_batch}")
+    device = config.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device} asked for but torch sees no CUDA GPU; use --device cpu")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
     spec = model_spec(config.size)
-    cache = out.parent / "cache"
+    cache = Path(config.cache) if config.cache else out.parent / "cache"
     # Data errors surface here, before any weights are touched.
     _, train_x, train_y = load_split(config.data, "train", spec, cache, seed=config.seed)
     _, val_x, val_y = load_split(config.data, "val", spec, cache, seed=config.seed)
+    neg_train = neg_val = None
+    if config.negatives:
+        _, neg_train, _ = load_split(config.negatives, "train", spec, cache, seed=config.seed, negatives=True)
+        _, neg_val, _ = load_split(config.negatives, "val", spec, cache, seed=config.seed, negatives=True)
+    n_neg = config.negatives_per_batch if neg_train is not None else 0
+    n_pos = config.batch_size - n_neg
 
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
     model = build_model(config)
+    last_path = out / "last.pt"
+    if config.init and not (resume and last_path.is_file()):
+        from polyp_live.training.warm_start import load_folded_onnx
+        calib = np.stack([normalize(im, spec) for im in train_x[:32]])
+        load_folded_onnx(model, config.init, calib)
+    model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_x) / config.batch_size)
+    steps_per_epoch = math.ceil(len(train_x) / n_pos)
     if config.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
     total = steps_per_epoch * config.epochs
     warmup = max(1, int(config.warmup_epochs * steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
 
-    start_epoch, best, history = 0, -1.0, []
-    last_path = out / "last.pt"
+    start_epoch, best, history = 0, -math.inf, []
     if resume and last_path.is_file():
-        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best, history = state["epoch"] + 1, state["best_dice"], state["history"]
+        start_epoch, best, history = state["epoch"] + 1, state["best_score"], state["history"]
         torch.set_rng_state(state["torch_rng"])
     elif resume:
         raise FileNotFoundError(f"--resume given but {last_path} does not exist; drop --resume to start afresh")
@@ -132,12 +188,16 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
         model.train()
         rng = np.random.default_rng([config.seed, epoch])  # per-epoch stream: resume reproduces it
         order = rng.permutation(len(train_x))
+        neg_order = rng.permutation(len(neg_train)) if n_neg else None
         t0, losses = time.time(), []
         task = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps_per_epoch) if progress else None
         for step in range(steps_per_epoch):
-            idx = order[step * config.batch_size:(step + 1) * config.batch_size]
-            pairs = [augment(train_x[i], train_y[i], rng) for i in idx]
-            x, y = to_batch(np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), spec)
+            pairs = [augment(train_x[i], train_y[i], rng) for i in order[step * n_pos:(step + 1) * n_pos]]
+            if n_neg:
+                picks = neg_order[np.arange(step * n_neg, (step + 1) * n_neg) % len(neg_order)]
+                empty = np.zeros(train_y.shape[1:], np.uint8)
+                pairs += [augment(neg_train[i], empty, rng) for i in picks]
+            x, y = to_batch(np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), spec, device)
             outputs = model(x)
             outputs = outputs if isinstance(outputs, list) else [outputs]
             loss = segmentation_loss(config.loss, outputs[0], y)
@@ -150,22 +210,25 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
             losses.append(loss.item())
             if progress:
                 progress.update(task, advance=1, description=f"epoch {epoch + 1}/{config.epochs} loss {np.mean(losses):.4f}")
-        val_dice = validate(model, val_x, val_y, spec)
-        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_dice": val_dice,
-               "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - t0}
+        val = validate(model, val_x, val_y, spec, negatives=neg_val, device=device)
+        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_dice": val["dice"],
+               "val_false_alarm": val["false_alarm"], "val_score": val["score"],
+               "lr": float(optimizer.param_groups[0]["lr"]), "seconds": float(time.time() - t0)}
         history.append(row)
         if progress:
-            progress.update(task, description=f"epoch {epoch + 1}/{config.epochs} loss {row['loss']:.4f} val Dice {val_dice:.4f}")
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "epoch": epoch, "best_dice": max(best, val_dice), "history": history,
+            progress.update(task, description=f"epoch {epoch + 1}/{config.epochs} loss {row['loss']:.4f} "
+                                              f"val Dice {val['dice']:.4f} false alarms {val['false_alarm']:.3f}")
+        weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        if val["score"] > best:
+            best = val["score"]
+            atomic_save({"model": weights, "config": asdict(config), "epoch": epoch, "val_dice": val["dice"],
+                         "val_false_alarm": val["false_alarm"], "val_score": val["score"]}, out / "best.pt")
+        state = {"model": weights, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "epoch": epoch, "best_score": float(best), "history": history,
                  "config": asdict(config), "torch_rng": torch.get_rng_state()}
-        if val_dice > best:
-            best = val_dice
-            atomic_save({"model": model.state_dict(), "config": asdict(config), "epoch": epoch,
-                         "val_dice": val_dice}, out / "best.pt")
         atomic_save(state, last_path)
         write_log(history, out)
-    return {"best_val_dice": best, "epochs": len(history), "history": history}
+    return {"best_val_score": best, "epochs": len(history), "history": history}
 
 
 def write_log(history: list[dict], out: Path) -> None:
@@ -183,22 +246,41 @@ def write_log(history: list[dict], out: Path) -> None:
     epochs = [r["epoch"] for r in history]
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
     ax[0].plot(epochs, [r["loss"] for r in history]); ax[0].set_title("training loss"); ax[0].set_xlabel("epoch")
-    ax[1].plot(epochs, [r["val_dice"] for r in history]); ax[1].set_title("validation Dice"); ax[1].set_xlabel("epoch")
+    ax[1].plot(epochs, [r["val_dice"] for r in history], label="Dice (polyp images)")
+    if any(r.get("val_false_alarm") for r in history):
+        ax[1].plot(epochs, [r["val_false_alarm"] for r in history], label="false-alarm rate (polyp-free)")
+    ax[1].set_title("validation"); ax[1].set_xlabel("epoch"); ax[1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=80)
     plt.close(fig)
 
 
 def load_checkpoint(path: str | Path) -> tuple[UnetPlusPlus, TrainConfig]:
-    """Rebuild a model from a checkpoint (``best.pt`` or ``last.pt``) in eval mode."""
+    """Rebuild a model from a checkpoint (``best.pt`` or ``last.pt``) in eval mode.
+
+    Loads with ``weights_only=True``: a file that carries pickled objects (which could run code) is
+    refused with :class:`CheckpointError`.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found; train one with tools/train.py")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError or RuntimeError here
+        raise CheckpointError(f"checkpoint {path} holds more than weights and settings (or is damaged), so it is "
+                              f"not loaded: it could run code; use a checkpoint written by tools/train.py "
+                              f"({type(exc).__name__})") from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise CheckpointError(f"checkpoint {path} has no model weights and config; use one written by tools/train.py")
     cfg = dict(state["config"])
     mcfg = dict(cfg.pop("model"))
     mcfg["decoder_channels"] = tuple(mcfg["decoder_channels"])
-    config = TrainConfig(model=ModelConfig(**mcfg), **cfg)
+    known = {f for f in TrainConfig.__dataclass_fields__}
+    config = TrainConfig(model=ModelConfig(**mcfg), **{k: v for k, v in cfg.items() if k in known})
     model = UnetPlusPlus(config.model, pretrained=False)
     model.load_state_dict(state["model"])
     return model.eval(), config
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be loaded safely or lacks what a model needs."""
