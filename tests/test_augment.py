@@ -1,0 +1,107 @@
+"""Training augmentation, and the scope-guide box cue it neutralises (checked on the shipped model)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from polyp_live.training.augment import GUIDE_BOX, GUIDE_GREEN, augment, paint_guide_box
+
+
+def disc_image(size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    image = rng.integers(60, 120, (size, size, 3), dtype=np.uint8)
+    mask = np.zeros((size, size), np.uint8)
+    cv2.circle(image, (70, 50), 20, (40, 90, 230), -1)
+    cv2.circle(mask, (70, 50), 20, 1, -1)
+    return image, mask
+
+
+def test_mask_follows_the_image_through_every_transform():
+    image, mask = disc_image()
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        out, out_mask = augment(image, mask, rng)
+        assert out.shape == image.shape and out.dtype == np.uint8 and out_mask.shape == mask.shape
+        if out_mask.sum() > 50:
+            # The disc is red (R high, B low) and nothing else in the image is: where the mask is,
+            # red dominates blue far more often than where it is not (colour shifts keep the ordering).
+            on, off = out_mask.astype(bool), ~out_mask.astype(bool)
+            red = out[..., 2].astype(int) - out[..., 0].astype(int)
+            assert red[on].mean() > red[off].mean()
+
+
+def test_a_polyp_free_mask_stays_empty():
+    image, _ = disc_image()
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        _, out_mask = augment(image, np.zeros(image.shape[:2], np.uint8), rng)
+        assert not out_mask.any()
+
+
+def test_the_guide_box_is_painted_both_ways_in_the_lower_left():
+    image = np.full((200, 300, 3), 128, np.uint8)
+    x0, y0, x1, y1 = GUIDE_BOX
+    centre = (int((y0 + y1) / 2 * 200), int((x0 + x1) / 2 * 300))
+    black = paint_guide_box(image, "black", np.random.default_rng(0))
+    green = paint_guide_box(image, "green", np.random.default_rng(0))
+    assert (black[centre] == 0).all() and (green[centre] == GUIDE_GREEN).all()
+    assert (black[:100] == 128).all() and (green[:100] == 128).all()  # the upper half is untouched
+    assert (image == 128).all()  # the input is not modified
+    with pytest.raises(ValueError, match="black' or 'green"):
+        paint_guide_box(image, "blue")
+
+
+def test_training_sees_both_boxes_on_frames_of_both_kinds():
+    """Over many draws, positives and negatives each get black and green boxes (so neither means polyp)."""
+    image, mask = disc_image(256)
+    x0, y0, x1, y1 = GUIDE_BOX
+    for m in (mask, np.zeros_like(mask)):
+        rng = np.random.default_rng(5)
+        kinds = set()
+        for _ in range(60):
+            # Geometry moves the box; look for the green colour or a black corner block anywhere.
+            out, _ = augment(image, m, rng)
+            hsv = cv2.cvtColor(out, cv2.COLOR_BGR2HSV)
+            greenish = ((hsv[..., 0] > 60) & (hsv[..., 0] < 110) & (hsv[..., 1] > 150)).mean() > 0.01
+            kinds.add("green" if greenish else "other")
+        assert kinds == {"green", "other"}
+
+
+def _demo_fields(count: int = 5) -> list[np.ndarray]:
+    """One field of view (the endoscope image without black margins) per scene of the demo clip."""
+    from polyp_live.realtime.cli import DEMO_CLIP
+    from polyp_live.realtime.roi import detect_fov
+    cap = cv2.VideoCapture(str(DEMO_CLIP))
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    fields = []
+    for i in range(count):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, int((i + 0.5) * total / count))
+        ok, image = cap.read()
+        assert ok
+        x, y, w, h = detect_fov(image)
+        fields.append(image[y:y + h, x:x + w].copy())
+    return fields
+
+
+def test_the_shipped_model_does_not_depend_on_the_guide_box():
+    """Painting the lower-left box black or green leaves the decision and the outline where they were."""
+    from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend
+    from polyp_live.engines.preprocess import preprocess
+    from polyp_live.realtime.cli import DEFAULT_MODEL
+    from polyp_live.realtime.decision import DecisionConfig, candidate_score
+    backend = OnnxRuntimeBackend(DEFAULT_MODEL)
+    point = DecisionConfig.from_spec(backend.spec)
+    rng = np.random.default_rng(0)
+    for field in _demo_fields():
+        probs = {}
+        for kind in ("black", "green"):
+            prob = backend.infer(preprocess(paint_guide_box(field, kind, rng), backend.spec))
+            probs[kind] = prob
+        decisions = {k: candidate_score(p, p >= backend.spec.threshold, point.min_area_fraction) >= point.score_threshold
+                     for k, p in probs.items()}
+        assert decisions["black"] == decisions["green"]
+        a, b = probs["black"] >= backend.spec.threshold, probs["green"] >= backend.spec.threshold
+        union = (a | b).sum()
+        assert union == 0 or (a & b).sum() / union >= 0.9
