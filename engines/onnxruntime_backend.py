@@ -19,10 +19,14 @@ class OnnxRuntimeBackend:
         spec: overrides the sidecar (tests, calibration).
         providers: ONNX Runtime execution providers; by default CUDA when available, then CPU.
         threads: intra-op threads (0 = ONNX Runtime's default, one per physical core).
+        allow_spinning: let idle intra-op threads spin for work. Off by default: in the live
+            pipeline the spinning threads take the cores the capture, render and encoder threads
+            need between inferences (measured in docs/PERFORMANCE.md); a bare inference loop may
+            gain a little with it on.
     """
 
     def __init__(self, model_path: str | Path, spec: ModelSpec | None = None,
-                 providers: list[str] | None = None, threads: int = 0):
+                 providers: list[str] | None = None, threads: int = 0, allow_spinning: bool = False):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -31,12 +35,19 @@ class OnnxRuntimeBackend:
         if not path.is_file():
             raise ModelLoadError(f"model file {path} not found; pass --model with an existing .onnx file")
         self.spec = spec or ModelSpec.load(path)
+        self.model_path = path
+        self.allow_spinning = allow_spinning
         available = ort.get_available_providers()
         wanted = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+        # One model, one input at a time: no inter-op parallelism, and no busy-waiting workers.
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=wanted)
         except Exception as exc:  # ORT raises its own exception types per failure
@@ -54,6 +65,9 @@ class OnnxRuntimeBackend:
             raise ModelLoadError(f"model {path} takes input shape {shape} but its sidecar {ModelSpec.sidecar_path(path)} "
                                  f"describes {expected}; re-export the model or fix the sidecar")
         self.name = f"onnxruntime:{self.session.get_providers()[0].replace('ExecutionProvider', '')}"
+        # tools/quantize.py writes MODEL.int8.onnx; a Q/DQ graph runs integer kernels.
+        info = self.spec.info if isinstance(self.spec.info, dict) else {}
+        self.precision = "int8" if ".int8" in path.suffixes or info.get("precision") == "int8" else "fp32"
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run one 1x3xHxW float32 input; return the HxW probability map."""

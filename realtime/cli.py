@@ -41,6 +41,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_ms(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of milliseconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="polyp-live", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -79,10 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     out = p.add_argument_group("output")
     out.add_argument("--overlay", default="both", choices=STYLES, help="overlay style (default both)")
     out.add_argument("--no-hud", action="store_true", help="hide FPS, latency and the polyp indicator")
+    out.add_argument("--max-annotation-age", type=_positive_ms, default=250.0, metavar="MS",
+                     help="live and --realtime: do not draw a mask computed on a frame older than this; the HUD "
+                          "says the annotation is stale (default 250)")
     view = out.add_mutually_exclusive_group()
     view.add_argument("--display", action="store_true", help="open a window (q/Esc quit, space pause, o overlay, s snapshot)")
     view.add_argument("--headless", action="store_true", help="no window (automatic when no display exists)")
-    out.add_argument("--record", default=None, help="write the annotated video here (.mp4, .avi, .mkv, .mov)")
+    out.add_argument("--record", default=None,
+                     help="write the annotated video here: H.264 in .mp4, .mkv or .mov, true timestamps")
     out.add_argument("--save-masks", default=None, metavar="DIR", help="write one PNG mask per frame into DIR")
     out.add_argument("--stats-json", default=None, metavar="PATH", help="write the timing summary as JSON")
     out.add_argument("--snapshot-dir", default=".", help="where the s key saves snapshots")
@@ -99,7 +110,7 @@ def make_config(args: argparse.Namespace, display: bool) -> PipelineConfig:
         smoothing=SmoothingConfig(mode=args.smoothing, strength=args.smoothing_strength,
                                   threshold=args.threshold, threshold_low=args.threshold_low),
         postprocess=PostprocessConfig(min_area=args.min_area, fill_holes=not args.no_fill_holes),
-        render=RenderConfig(style=args.overlay, hud=not args.no_hud),
+        render=RenderConfig(style=args.overlay, hud=not args.no_hud, max_annotation_age_ms=args.max_annotation_age),
         output=OutputConfig(record=args.record, save_masks=args.save_masks, stats_json=args.stats_json,
                             snapshot_dir=args.snapshot_dir),
         display=display, quiet=args.quiet)
@@ -146,14 +157,18 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = Pipeline(config, source, backend)
 
         def on_signal(signum, _frame):
-            interrupted["signal"] = signum
-            pipeline.stop.set()
+            # The first signal stops the run; every later one is ignored until the recording is
+            # finalised (a second Ctrl+C or a closed terminal must not lose it).
+            if interrupted["signal"] is None:
+                interrupted["signal"] = signum
+                pipeline.stop.set()
 
-        signal.signal(signal.SIGTERM, on_signal)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed
+            signal.signal(signum, on_signal)
         window = None
         try:
             pipeline.start()
-            window = Window(pipeline, config.output.snapshot_dir) if display else None
+            window = Window(pipeline.view, config.output.snapshot_dir) if display else None
             live = Live(pipeline.stats.live_table(), console=console, refresh_per_second=2, transient=True) \
                 if not args.quiet and console.is_terminal else None
             if live:
@@ -182,12 +197,14 @@ def main(argv: list[str] | None = None) -> int:
         if backend is not None:
             backend.close()
     console.print(pipeline.stats.summary_table())
-    if pipeline.recorder is not None:
-        console.print(f"recording: {pipeline.recorder.path} ({pipeline.recorder.frames} frames at "
-                      f"{pipeline.recorder.fps:.3f} FPS)", highlight=False)
+    recorder = pipeline.recorder
+    if recorder is not None and recorder.finalised:
+        console.print(f"recording: {recorder.path} ({recorder.frames} frames, H.264, {recorder.fps:.3f} FPS "
+                      "timebase)", highlight=False)
     if interrupted["signal"] is not None:
         name = signal.Signals(interrupted["signal"]).name
-        console.print(f"stopped by {name}; the recording is finalised", highlight=False)
+        done = "; the recording is finalised" if recorder is not None and recorder.finalised else ""
+        console.print(f"stopped by {name}{done}", highlight=False)
         return 128 + int(interrupted["signal"])
     return 0
 

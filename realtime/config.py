@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from polyp_live.realtime.decision import DecisionConfig
+
 
 @dataclass(frozen=True)
 class SourceConfig:
@@ -51,6 +53,9 @@ class RenderConfig:
     hud: bool = True
     alpha: float = 0.35
     color: tuple[int, int, int] = (0, 255, 0)  # BGR
+    # Live sources and --realtime: a mask computed on a frame captured longer ago than this is not
+    # drawn (the HUD says the annotation is stale), so a stuck model never shows an old outline.
+    max_annotation_age_ms: float = 250.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,19 @@ class OutputConfig:
     save_masks: str | None = None
     stats_json: str | None = None
     snapshot_dir: str = "."
+    record_codec: str = "libx264"  # H.264: plays in browsers and hospital viewers
+    record_preset: str = "veryfast"
+    record_crf: int = 23
+    record_gop_s: float = 1.0      # keyframe (and MP4 fragment) interval: what a killed process can lose
+    record_queue: int = 32         # frames waiting for the encoder thread before the video path drops one
+
+
+@dataclass(frozen=True)
+class PerformanceConfig:
+    """How the stages share the CPU (see docs/PERFORMANCE.md for the measurements)."""
+
+    opencv_threads: int = 1        # OpenCV's own pool: 1 keeps it from fighting the stage threads
+    encoder_threads: int = 1       # libx264 threads for --record
 
 
 @dataclass(frozen=True)
@@ -69,6 +87,8 @@ class PipelineConfig:
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    decision: DecisionConfig | None = None  # None = the operating point in the model's sidecar
+    performance: PerformanceConfig = field(default_factory=PerformanceConfig)
     queue_size: int = 2            # small: a file's frames wait less between stages
     display: bool = False
     quiet: bool = False

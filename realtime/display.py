@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import queue
 import sys
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import cv2
 
 from polyp_live.realtime.render import signal_lost_screen
+from polyp_live.realtime.view import LiveView
 
 WINDOW = "polyp-live"
 
@@ -23,12 +23,19 @@ def display_available() -> bool:
 
 
 class Window:
-    """Shows the newest rendered frame and turns key presses into pipeline controls."""
+    """Shows the newest rendered picture and turns key presses into view controls.
 
-    def __init__(self, pipeline, snapshot_dir: str = "."):
-        self.pipeline = pipeline
+    Args:
+        view: the pipeline's :class:`~polyp_live.realtime.view.LiveView`, the only thing the window
+            reads or changes.
+        snapshot_dir: where ``s`` saves the picture on screen.
+    """
+
+    def __init__(self, view: LiveView, snapshot_dir: str = "."):
+        self.view = view
         self.snapshot_dir = Path(snapshot_dir)
         self.current = None
+        self._seq = -1
         self.sized = False
         # OpenCV's Qt build ships no fonts; point it at the system's to keep stderr quiet.
         for fonts in ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype", "/usr/share/fonts"):
@@ -38,36 +45,53 @@ class Window:
         # Resizable, aspect kept, no Qt toolbar: the image is the interface.
         cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
 
+    def frame_to_show(self):
+        """What the screen shows now: the newest picture, the signal-lost screen, plus a transient message."""
+        v = self.view
+        if not (v.paused.is_set() and v.live):  # a paused live view holds its picture
+            seq, image = v.newest()
+            if seq != self._seq:
+                self._seq, self.current = seq, image
+        signal = v.signal
+        if signal and v.live:
+            size = (self.current.shape[1], self.current.shape[0]) if self.current is not None else (640, 480)
+            shown = signal_lost_screen(self.current, size, signal)
+        else:
+            shown = self.current
+        message = v.message
+        if message and shown is not None:
+            shown = shown.copy()  # the message is for the screen only, never for the recording
+            scale = max(0.5, shown.shape[0] / 1000)
+            cv2.putText(shown, message, (12, shown.shape[0] - 14), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 200, 255),
+                        max(1, int(2 * scale)), cv2.LINE_AA)
+        return shown
+
     def tick(self) -> None:
         """Show what is new and handle one key press; called from the main thread's loop."""
-        p = self.pipeline
-        if not (p.controls.paused.is_set() and p.source.live):  # a paused live view holds its frame
-            try:
-                self.current = p.display_q.get_nowait()
-            except queue.Empty:
-                pass
-        if self.current is not None and not self.sized:
-            cv2.resizeWindow(WINDOW, self.current.shape[1], self.current.shape[0])
-            self.sized = True
-        if p.status and p.source.live:
-            cv2.imshow(WINDOW, signal_lost_screen(self.current, p.source.size, p.status))
-        elif self.current is not None:
-            cv2.imshow(WINDOW, self.current)
-        key = cv2.waitKey(1) & 0xFF
+        shown = self.frame_to_show()
+        if shown is not None:
+            if not self.sized:
+                cv2.resizeWindow(WINDOW, shown.shape[1], shown.shape[0])
+                self.sized = True
+            cv2.imshow(WINDOW, shown)
+        self.handle_key(cv2.waitKey(1) & 0xFF)
+
+    def handle_key(self, key: int) -> None:
+        """q/Esc stop, space pause, o overlay on/off, s snapshot."""
+        v = self.view
         if key in (ord("q"), 27):
-            p.stop.set()
+            v.request_stop()
         elif key == ord(" "):
-            if p.controls.paused.is_set():
-                p.controls.paused.clear()
-            else:
-                p.controls.paused.set()
+            v.toggle_pause()
         elif key == ord("o"):
-            p.controls.overlay = not p.controls.overlay
+            v.toggle_overlay()
         elif key == ord("s") and self.current is not None:
             self.snapshot_dir.mkdir(parents=True, exist_ok=True)
             path = self.snapshot_dir / f"polyp-live-{time.strftime('%Y%m%d-%H%M%S')}.png"
-            cv2.imwrite(str(path), self.current)
-            p.status = f"saved {path}"
+            if cv2.imwrite(str(path), self.current) and path.stat().st_size > 0:
+                v.notify(f"saved {path}")
+            else:
+                v.notify(f"could not save {path}")
 
     def close(self) -> None:
         cv2.destroyWindow(WINDOW)

@@ -1,9 +1,20 @@
-"""The threaded pipeline: capture -> inference (preprocess, model, smoothing, postprocess) -> render/write.
+"""Orchestration: the threads, their queues, one stop event and the error relay.
 
-Three threads joined by bounded queues, one stop event, a timeout on every wait. A stage that raises
-puts its exception on the error queue and sets the stop event; every other stage notices within
-0.1 s, the main thread joins them, closes the recording and re-raises. The main thread owns the
-display window (GUI toolkits want that) and the terminal table.
+Three stage threads (plus the recorder's encoder thread):
+
+- **capture** reads the source (paced for ``--realtime``) and hands every frame on;
+- **inference** runs the :class:`~polyp_live.realtime.segmenter.Segmenter`;
+- **render** is the :class:`~polyp_live.realtime.output.OutputStage`: overlay, HUD, recorder, masks.
+
+*Live mode* (a live source, or a file with ``--realtime``): the video never waits for the model.
+Every captured frame goes straight to the render thread and is shown and recorded with the newest
+annotation; inference takes the newest frame whenever it is free (older ones are skipped, not
+queued). *File mode*: frames pass capture -> inference -> render in order with back-pressure, so
+every frame gets its own exact mask.
+
+Every wait has a timeout (0.1 s). A stage that raises puts its exception on the error queue and sets
+the stop event; the others notice within 0.1 s, the main thread joins them, finalises the recording
+and re-raises. The main thread owns the window and the terminal table.
 """
 
 from __future__ import annotations
@@ -11,81 +22,25 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
+import cv2
 
 from polyp_live.engines.base import Backend
-from polyp_live.engines.preprocess import preprocess
+from polyp_live.engines.errors import InferenceUnavailable
+from polyp_live.engines.preprocess import preprocess  # noqa: F401 - re-exported: the one shared preprocessing
 from polyp_live.realtime.config import PipelineConfig
 from polyp_live.realtime.errors import OutputError, SourceError, StageError
-from polyp_live.realtime.postprocess import Detection, to_frame
-from polyp_live.realtime.recorder import MaskWriter, VideoRecorder, check_writable_dir
-from polyp_live.realtime.render import HudInfo, draw_hud, overlay
-from polyp_live.realtime.roi import RoiTracker
-from polyp_live.realtime.smoothing import Hysteresis, SceneCutDetector, TemporalSmoother
+from polyp_live.realtime.output import Annotation, AnnotationSlot, ModelInfo, OutputStage, describe_backend
+from polyp_live.realtime.queues import END, RESET, WAIT, NewestQueue, put_blocking
+from polyp_live.realtime.recorder import check_record_path, check_writable_dir
+from polyp_live.realtime.segmenter import Segmenter
 from polyp_live.realtime.sources import Frame, FrameSource, SignalLost, reconnect
 from polyp_live.realtime.stats import PipelineStats
+from polyp_live.realtime.view import LiveView
 
-WAIT = 0.1  # seconds: the longest any stage blocks before looking at the stop event
-
-
-class _Marker:
-    def __init__(self, name: str):
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-END = _Marker("END")        # the source is exhausted
-RESET = _Marker("RESET")    # forget temporal state (after a signal loss)
-
-
-@dataclass
-class Result:
-    """One processed frame on its way to the renderer."""
-
-    frame: Frame
-    detection: Detection
-    prob: np.ndarray
-    roi: tuple[int, int, int, int]
-    inference_ms: float
-
-
-class Controls:
-    """What the keyboard can change while running (shared between the main thread and stages)."""
-
-    def __init__(self) -> None:
-        self.paused = threading.Event()
-        self.overlay = True
-
-
-def put_blocking(q: queue.Queue, item, stop: threading.Event) -> bool:
-    """Put with back-pressure, giving up only when the pipeline stops."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=WAIT)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def put_latest(q: queue.Queue, item, on_drop=None) -> None:
-    """Keep only the newest item: replace whatever the consumer has not taken yet."""
-    while True:
-        try:
-            q.put_nowait(item)
-            return
-        except queue.Full:
-            try:
-                old = q.get_nowait()
-                if on_drop and isinstance(old, Frame):
-                    on_drop()
-            except queue.Empty:
-                pass
+LIVE_VIDEO_FRAMES = 8  # frames the live video path may hold before it drops the oldest (~0.27 s at 30 FPS)
 
 
 class Pipeline:
@@ -96,120 +51,171 @@ class Pipeline:
         source: an unopened :class:`FrameSource`; the pipeline opens and closes it.
         backend: a loaded backend; the caller owns it.
         stats: where timings go (a fresh collector by default).
+        model: what the HUD and stats say about the model (by default read from the backend).
     """
 
     def __init__(self, config: PipelineConfig, source: FrameSource, backend: Backend,
-                 stats: PipelineStats | None = None):
+                 stats: PipelineStats | None = None, model: ModelInfo | None = None):
         self.config = config
         self.source = source
         self.backend = backend
         self.stats = stats or PipelineStats()
+        self.model = model or describe_backend(backend)
         self.stop = threading.Event()
         self.done = threading.Event()
         self.errors: queue.Queue = queue.Queue()
-        self.controls = Controls()
-        self.status = ""  # e.g. "signal lost, reconnecting (3)"; shown on the HUD and the console
-        self.frames_q: queue.Queue = queue.Queue(maxsize=1 if self._drops_frames() else config.queue_size)
-        self.results_q: queue.Queue = queue.Queue(maxsize=config.queue_size)
-        self.display_q: queue.Queue = queue.Queue(maxsize=1)
-        self.recorder: VideoRecorder | None = None
-        self.masks: MaskWriter | None = None
+        self.live = source.live or config.source.realtime
+        self.view = LiveView(source.live, self.stop)
+        self.segmenter = Segmenter(backend, config)
         self._threads: list[threading.Thread] = []
-        self._last_image: np.ndarray | None = None
-        spec_threshold = backend.spec.threshold
-        high = config.smoothing.threshold if config.smoothing.threshold is not None else spec_threshold
-        low = config.smoothing.threshold_low if config.smoothing.threshold_low is not None else max(0.05, high - 0.15)
-        self.smoother = TemporalSmoother(config.smoothing.mode, config.smoothing.strength)
-        self.hysteresis = Hysteresis(high, low)
-        self.scene_cut = SceneCutDetector(config.smoothing.scene_cut)
-        self.roi = RoiTracker(config.roi)
+        self._inference_done = threading.Event()
+        if self.live:
+            self.video_q = NewestQueue(LIVE_VIDEO_FRAMES, lambda _f: self.stats.count("dropped"))
+            self.infer_q = NewestQueue(1, lambda _f: self.stats.count("not_inferred"))
+            self.latest = AnnotationSlot()
+            self.masks_q: queue.Queue = queue.Queue(maxsize=16)
+        else:
+            self.frames_q: queue.Queue = queue.Queue(maxsize=config.queue_size)
+            self.results_q: queue.Queue = queue.Queue(maxsize=config.queue_size)
         out = config.output
         # Output locations are checked before the first frame, so a bad path costs nothing.
         if out.record:
-            check_writable_dir(Path(out.record).parent, "recording")
-        if out.save_masks:
-            self.masks = MaskWriter(out.save_masks)
+            check_record_path(out.record)
         if out.stats_json:
             check_writable_dir(Path(out.stats_json).parent, "--stats-json")
+        self.output: OutputStage | None = None
+        self._out_ready = False
 
-    def _drops_frames(self) -> bool:
-        return self.source.live or self.config.source.realtime
+    @property
+    def recorder(self):
+        """The recorder once the first frame was rendered (None before, or without --record)."""
+        return self.output.recorder if self.output is not None else None
+
+    def status(self) -> str:
+        """The state line for the HUD and console: signal loss, or an inference server reconnecting."""
+        return self.view.signal or str(getattr(self.backend, "status", "") or "")
 
     # ---- stages -------------------------------------------------------------------------------
 
     def _guard(self, name: str, body) -> None:
+        cpu0 = time.thread_time()
         try:
             body()
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the main thread
             self.errors.put(exc if isinstance(exc, (SourceError, OutputError)) else StageError(name, exc))
             self.stop.set()
+        finally:
+            self.stats.add_cpu(name, time.thread_time() - cpu0)
+
+    def _send(self, item) -> bool:
+        """Hand a frame or marker to the next stages; False when the pipeline stopped meanwhile."""
+        if self.live:
+            self.video_q.put(item)
+            self.infer_q.put(item)
+            return True
+        return put_blocking(self.frames_q, item, self.stop)
 
     def _capture(self) -> None:
         cfg = self.config.source
         fps = self.source.fps
         delivered, index = 0, 0
         t0 = time.perf_counter()
-        while not self.stop.is_set():
-            if self.controls.paused.is_set() and not self.source.live:
-                self.stop.wait(WAIT)
-                t0 += WAIT  # a paused --realtime file resumes at its pace, not with a burst
-                continue
-            if cfg.max_frames and delivered >= cfg.max_frames:
-                break
-            if cfg.realtime and not self.source.live:
-                due = t0 + index / fps
-                delay = due - time.perf_counter()
-                if delay > 0 and self.stop.wait(delay):
-                    break
-            start = time.perf_counter()
-            try:
-                image = self.source.read()
-            except SignalLost:
-                self._handle_signal_loss()
-                continue
-            corrupt = self.source.corrupt_frames - self.stats.counters["corrupt"]
-            if corrupt > 0:
-                self.stats.count("corrupt", corrupt)
-            if image is None:
-                if cfg.loop and self.source.rewind():
+        try:
+            while not self.stop.is_set():
+                if self.view.paused.is_set() and not self.source.live:
+                    self.stop.wait(WAIT)
+                    t0 += WAIT  # a paused --realtime file resumes at its pace, not with a burst
                     continue
-                break
-            now = time.perf_counter()
-            frame = Frame(index, image, now, now - start)
-            index += 1
-            delivered += 1
-            self.stats.count("frames_in")
-            self.stats.record("capture", now - start)
-            if self._drops_frames():
-                put_latest(self.frames_q, frame, lambda: self.stats.count("dropped"))
-            elif not put_blocking(self.frames_q, frame, self.stop):
-                return
-        if self._drops_frames():
-            put_latest(self.frames_q, END, lambda: self.stats.count("dropped"))
-        else:
-            put_blocking(self.frames_q, END, self.stop)
+                if cfg.max_frames and delivered >= cfg.max_frames:
+                    break
+                if cfg.realtime and not self.source.live:
+                    delay = t0 + index / fps - time.perf_counter()
+                    if delay > 0 and self.stop.wait(delay):
+                        break
+                start = time.perf_counter()
+                try:
+                    image = self.source.read()
+                except SignalLost:
+                    self._handle_signal_loss()
+                    continue
+                corrupt = self.source.corrupt_frames - self.stats.counters["corrupt"]
+                if corrupt > 0:
+                    self.stats.count("corrupt", corrupt)
+                if image is None:
+                    if cfg.loop and self.source.rewind():
+                        continue
+                    break
+                now = time.perf_counter()
+                frame = Frame(index, image, now, now - start, source_index=self.source.last_index,
+                              name=self.source.last_name)
+                index += 1
+                delivered += 1
+                self.stats.count("frames_in")
+                self.stats.record("capture", now - start)
+                if not self._send(frame):
+                    return
+        finally:
+            # END always goes out (never dropped), so the other stages finish what they hold.
+            if self.live:
+                self._send(END)
+            else:
+                put_blocking(self.frames_q, END, self.stop)
 
     def _handle_signal_loss(self) -> None:
         self.stats.count("signal_lost")
         timeout = self.config.source.reconnect_timeout
 
         def attempt(n: int, elapsed: float) -> None:
-            self.status = f"signal lost: reconnecting ({n}, {elapsed:.0f}/{timeout:.0f} s)"
+            self.view.set_signal(f"signal lost: reconnecting ({n}, {elapsed:.0f}/{timeout:.0f} s)")
 
-        self.status = "signal lost: reconnecting"
-        put_latest(self.frames_q, RESET, lambda: self.stats.count("dropped"))
+        self.view.set_signal("signal lost: reconnecting")
+        self._send(RESET)
         if not reconnect(self.source, timeout, self.stop, attempt):
             if self.stop.is_set():
                 return
             raise SourceError(f"{self.source.description} lost and not back within --reconnect-timeout "
                               f"{timeout:g} s; check the connection and restart")
         self.stats.count("reconnects")
-        self.status = ""
+        self.view.set_signal("")
 
-    def _infer(self) -> None:
-        cfg = self.config
-        spec = self.backend.spec
-        last_roi = None
+    def _segment(self, frame: Frame) -> Annotation | None:
+        """Run the segmenter on one frame and record its timings; None when inference is unreachable."""
+        try:
+            result = self.segmenter.process(frame.image)
+        except InferenceUnavailable:
+            # A lost inference server: video keeps flowing without annotation; the backend reconnects.
+            self.stats.count("annotations_lost")
+            return None
+        for step in ("preprocess", "inference", "postprocess"):
+            self.stats.record(step, result.timings[step])
+        self.stats.count("inferred")
+        return Annotation.of(frame, result)
+
+    def _infer_live(self) -> None:
+        try:
+            while not self.stop.is_set():
+                try:
+                    item = self.infer_q.get(WAIT)
+                except queue.Empty:
+                    continue
+                if item is END:
+                    return
+                if item is RESET:
+                    self.segmenter.reset()
+                    self.latest.clear()
+                    continue
+                annotation = self._segment(item)
+                if annotation is None:
+                    self.latest.clear("lost")
+                    self.stop.wait(WAIT)  # do not hammer an unreachable server; the newest frame waits
+                    continue
+                self.latest.set(annotation)
+                if self.config.output.save_masks and not put_blocking(self.masks_q, annotation, self.stop):
+                    return
+        finally:
+            self._inference_done.set()
+
+    def _infer_file(self) -> None:
         while not self.stop.is_set():
             try:
                 item = self.frames_q.get(timeout=WAIT)
@@ -219,94 +225,78 @@ class Pipeline:
                 put_blocking(self.results_q, END, self.stop)
                 return
             if item is RESET:
-                self._reset_state()
+                self.segmenter.reset()
                 continue
-            frame: Frame = item
-            t = time.perf_counter()
-            if self.scene_cut(frame.image):
-                self._reset_state(keep_cut=True)
-            roi = self.roi(frame.image)
-            if roi != last_roi:
-                self.smoother.reset()
-                self.hysteresis.reset()
-                last_roi = roi
-            x, y, w, h = roi
-            batch = preprocess(frame.image[y:y + h, x:x + w], spec)
-            t_pre = time.perf_counter()
-            prob = self.backend.infer(batch)
-            t_inf = time.perf_counter()
-            smooth = self.smoother(prob)
-            mask = self.hysteresis(smooth)
-            detection = to_frame(mask, roi, frame.image.shape, cfg.postprocess.min_area, cfg.postprocess.fill_holes)
-            t_post = time.perf_counter()
-            self.stats.record("preprocess", t_pre - t)
-            self.stats.record("inference", t_inf - t_pre)
-            self.stats.record("postprocess", t_post - t_inf)
-            result = Result(frame, detection, smooth, roi, 1000 * (t_inf - t_pre))
-            if not put_blocking(self.results_q, result, self.stop):
+            annotation = self._segment(item)
+            if not put_blocking(self.results_q, (item, annotation), self.stop):
                 return
 
-    def _reset_state(self, keep_cut: bool = False) -> None:
-        self.smoother.reset()
-        self.hysteresis.reset()
-        self.roi.reset()
-        if not keep_cut:
-            self.scene_cut.reset()
+    def _drain_masks(self) -> None:
+        while True:
+            try:
+                self.output.write_mask(self.masks_q.get_nowait())
+            except queue.Empty:
+                return
 
     def _render(self) -> None:
-        cfg = self.config
+        # After a stop, frames already captured (live) or inferred (file) are still rendered and
+        # recorded (a few at most), so a failure upstream loses nothing that was processed.
+        source = self.video_q if self.live else self.results_q
         while True:
-            # After a stop, frames already inferred are still rendered and recorded (at most
-            # queue_size of them), so a failure upstream loses nothing that was processed.
             try:
-                item = self.results_q.get(timeout=WAIT) if not self.stop.is_set() else self.results_q.get_nowait()
+                item = source.get(timeout=WAIT) if not self.stop.is_set() else source.get_nowait()
             except queue.Empty:
                 if self.stop.is_set():
-                    return
+                    break
                 continue
             if item is END:
+                if self.live:
+                    while not self._inference_done.wait(WAIT):
+                        if self.stop.is_set():
+                            break
                 self.done.set()
-                return
-            result: Result = item
-            t = time.perf_counter()
-            image = result.frame.image  # drawn on in place: nothing reads the raw frame after this
-            if self.controls.overlay:
-                overlay(image, result.detection, result.prob, result.roi, cfg.render)
-            if cfg.render.hud:
-                hud = HudInfo(self.stats.rolling_fps(), self.stats.rolling_ms("end_to_end"),
-                              result.inference_ms, self.backend.name, message=self.status)
-                draw_hud(image, hud, result.detection.present)
-            t_render = time.perf_counter()
-            if cfg.output.record:
-                if self.recorder is None:
-                    self.recorder = VideoRecorder(cfg.output.record, self.source.fps, (image.shape[1], image.shape[0]))
-                self.recorder.write(image)
-            if self.masks is not None:
-                self.masks.write(result.frame.index, result.detection.mask)
-            t_write = time.perf_counter()
-            self.stats.record("render", t_render - t)
-            self.stats.record("write", t_write - t_render)
-            self.stats.record("end_to_end", t_write - result.frame.arrival)
-            self.stats.frame_out()
-            if result.detection.present:
-                self.stats.count("polyp_frames")
-            if cfg.display:
-                put_latest(self.display_q, image)
+                break
+            if self.live:
+                if item is RESET:
+                    continue
+                annotation, state = self.latest.get()
+                self.output.emit(item, annotation, state)
+                if self.config.output.save_masks:
+                    self._drain_masks()
+            else:
+                frame, annotation = item
+                self.output.emit(frame, annotation, "" if annotation is not None else "lost")
+        if self.live and self.config.output.save_masks:
+            self._drain_masks()
 
     # ---- orchestration ------------------------------------------------------------------------
 
     def start(self) -> None:
         """Open the source and start the three stage threads."""
+        perf = self.config.performance
+        if perf.opencv_threads > 0:
+            cv2.setNumThreads(perf.opencv_threads)  # process-wide: our threads are the parallelism
         self.source.open()
+        self.output = OutputStage(self.config, self.stats, self.view, self.model, self.source.fps, self.live,
+                                  self.status)
         self.stats.info.update({"source": self.source.description, "source_fps": self.source.fps,
-                                "source_size": list(self.source.size), "backend": self.backend.name})
-        for name, body in (("capture", self._capture), ("inference", self._infer), ("render", self._render)):
+                                "source_size": list(self.source.size), "backend": self.model.backend,
+                                "model": self.model.model, "precision": self.model.precision,
+                                "mode": "live" if self.live else "file",
+                                "max_annotation_age_ms": self.config.render.max_annotation_age_ms,
+                                "decision": asdict(self.segmenter.decision_config)})
+        stages = (("capture", self._capture), ("inference", self._infer_live if self.live else self._infer_file),
+                  ("render", self._render))
+        for name, body in stages:
             thread = threading.Thread(target=self._guard, args=(name, body), name=f"polyp-live-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def poll(self, timeout: float = WAIT) -> bool:
         """Wait up to ``timeout`` for progress; False once the pipeline has finished or failed."""
+        recorder = self.recorder
+        if recorder is not None and recorder.error is not None and self.errors.empty():
+            self.errors.put(recorder.error)  # the encoder failed while nothing was being submitted
         if not self.errors.empty():
             self.stop.set()
             return False
@@ -322,18 +312,32 @@ class Pipeline:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         try:
-            if self.recorder is not None:
-                self.recorder.close()
+            if self.output is not None:
+                self.output.close()
         finally:
             self.source.close()
             self.stats.finished = self.stats.finished or time.perf_counter()
             if self.stats.counters["corrupt"]:
                 self.stats.info["corrupt_frames_skipped"] = self.stats.counters["corrupt"]
+            recorder = self.recorder
+            if recorder is not None:
+                self.stats.info["recording"] = {"path": str(recorder.path), "frames": recorder.frames,
+                                                "fps": recorder.fps, "finalised": recorder.finalised}
             if self.config.output.stats_json:
-                self.stats.write_json(self.config.output.stats_json)
+                try:
+                    self.stats.write_json(self.config.output.stats_json)
+                except OSError as exc:
+                    self.errors.put(OutputError(f"cannot write --stats-json {self.config.output.stats_json} "
+                                                f"({exc.strerror}); choose another path"))
 
     def raise_if_failed(self) -> None:
-        """Re-raise the first stage error in the calling (main) thread."""
+        """Re-raise the first stage error in the calling (main) thread.
+
+        A failed recording's own error wins: after :meth:`close` it names the frames that decode.
+        """
+        recorder = self.recorder
+        if recorder is not None and recorder.error is not None:
+            raise recorder.error
         try:
             raise self.errors.get_nowait()
         except queue.Empty:

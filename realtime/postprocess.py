@@ -18,11 +18,7 @@ class Detection:
     contours: list[np.ndarray] = field(default_factory=list)
     boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
     areas: list[int] = field(default_factory=list)
-
-    @property
-    def present(self) -> bool:
-        """The per-frame "polyp present" flag."""
-        return bool(self.boxes)
+    present: bool = False                 # the frame-level alert (the presence decision's, when it ran)
 
 
 def clean_mask(mask: np.ndarray, min_area: int, fill_holes: bool = True) -> np.ndarray:
@@ -45,10 +41,11 @@ def clean_mask(mask: np.ndarray, min_area: int, fill_holes: bool = True) -> np.n
 
 
 def to_frame(mask: np.ndarray, roi: Roi, frame_shape: tuple[int, int], min_area: int,
-             fill_holes: bool = True) -> Detection:
+             fill_holes: bool = True, present: bool | None = None) -> Detection:
     """Clean a model-resolution mask, scale it into the ROI and describe it in frame coordinates.
 
     ``min_area`` is in frame pixels; it is converted to model pixels so cleaning runs on the small mask.
+    ``present`` is the frame-level alert; by default, whether any region survived cleaning.
     """
     x, y, w, h = roi
     scale = (mask.shape[0] * mask.shape[1]) / float(max(1, w * h))
@@ -62,4 +59,4 @@ def to_frame(mask: np.ndarray, roi: Roi, frame_shape: tuple[int, int], min_area:
     contours = [c for c in contours if cv2.contourArea(c) >= min_area * 0.5]
     boxes = [tuple(int(v) for v in cv2.boundingRect(c)) for c in contours]
     areas = [int(cv2.contourArea(c)) for c in contours]
-    return Detection(full, list(contours), boxes, areas)
+    return Detection(full, list(contours), boxes, areas, bool(boxes) if present is None else bool(present))

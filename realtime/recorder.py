@@ -1,14 +1,24 @@
-"""Annotated-video recording and per-frame mask export.
+"""Annotated-video recording (H.264 through PyAV, in its own thread) and per-frame mask export.
 
-A recording is finalised on every exit path (end of file, error, Ctrl+C, SIGTERM) because the
-writer is a context manager the pipeline closes in ``finally``. The output goes to a temporary name
-and is renamed when finalised, so a crashed process never leaves a half-written file under the
-name the user asked for.
+Recordings are H.264 (libx264, ``veryfast`` preset, CRF 23, 4:2:0) in MP4, Matroska or QuickTime.
+Each frame carries its capture time as its timestamp, so a recording lasts as long as what it
+recorded even when frames were dropped or a camera delivered them irregularly. MP4 and MOV are
+written fragmented (a fragment per one-second GOP) and Matroska in clusters, flushed as they are
+written, so a process killed outright still leaves a file that plays up to its last fragment.
+
+The file is written under a hidden partial name and renamed over the destination only once it has
+been finalised, so an earlier recording at the destination is never replaced by a broken one. A
+write failure (a full disk) stops the recording: the partial file is cut back to its last complete
+fragment, which plays, and the error names the number of frames it holds.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import queue
+import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,16 +27,17 @@ import numpy as np
 
 from polyp_live.realtime.errors import OutputError
 
-CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
+FRAGMENTED = {"mp4", "mov"}
+WAIT = 0.1
 
 
-def exact_fps(fps: float) -> float:
+def exact_fps(fps: float) -> Fraction:
     """Snap NTSC-style rates to their exact rational (29.97 -> 30000/1001) so they survive the container."""
     for base in (24, 30, 60, 120):
-        ntsc = base * 1000 / 1001
-        if abs(fps - ntsc) < 0.01:
-            return ntsc
-    return float(Fraction(fps).limit_denominator(1001))
+        if abs(fps - base * 1000 / 1001) < 0.01:
+            return Fraction(base * 1000, 1001)
+    return Fraction(fps).limit_denominator(1001)
 
 
 def check_writable_dir(path: Path, what: str) -> None:
@@ -40,38 +51,231 @@ def check_writable_dir(path: Path, what: str) -> None:
         raise OutputError(f"{what} folder {path} is not writable ({exc.strerror}); choose another location") from None
 
 
+def partial_path(path: Path) -> Path:
+    """Where a recording is written until it is finalised: ``.NAME.partial.SUFFIX`` beside it."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def check_record_path(path: str | Path) -> Path:
+    """Refuse an unsupported container or an unwritable folder before the first frame."""
+    path = Path(path)
+    if path.suffix.lower() not in CONTAINERS:
+        raise OutputError(f"cannot record to {path}: use one of {', '.join(sorted(CONTAINERS))}")
+    check_writable_dir(path.parent if str(path.parent) else Path("."), "recording")
+    return path
+
+
+def count_decodable(path: Path) -> int:
+    """Video packets a demuxer reads back from ``path`` (0 when it cannot be opened)."""
+    import av
+    try:
+        with av.open(str(path)) as container:
+            return sum(1 for p in container.demux(video=0) if p.size)
+    except (av.error.FFmpegError, OSError, IndexError):
+        return 0
+
+
+def fit_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Scale ``image`` into ``size`` (w, h) keeping its aspect, black bars around (a size change mid-run)."""
+    w, h = size
+    ih, iw = image.shape[:2]
+    scale = min(w / iw, h / ih)
+    nw, nh = max(1, round(iw * scale)), max(1, round(ih * scale))
+    out = np.zeros((h, w, 3), np.uint8)
+    x, y = (w - nw) // 2, (h - nh) // 2
+    out[y:y + nh, x:x + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+    return out
+
+
 class VideoRecorder:
-    """Writes BGR frames at a fixed size and frame rate; the file is complete after ``close``."""
+    """Encodes BGR frames in a background thread; the file is complete after :meth:`close`.
 
-    def __init__(self, path: str | Path, fps: float, size: tuple[int, int]):
-        self.path = Path(path)
-        suffix = self.path.suffix.lower()
-        if suffix not in CODECS:
-            raise OutputError(f"cannot record to {self.path}: use one of {', '.join(sorted(CODECS))}")
-        check_writable_dir(self.path.parent if str(self.path.parent) else Path("."), "recording")
-        self.fps, self.size = exact_fps(fps), size
-        self.tmp = self.path.with_name(f".{self.path.stem}.partial{suffix}")
-        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*CODECS[suffix]), self.fps, size)
-        if not self.writer.isOpened():
-            raise OutputError(f"cannot open a video writer for {self.path}; check the folder and the codec for {suffix}")
-        self.frames = 0
+    Args:
+        path: the destination (.mp4, .mkv or .mov).
+        fps: the source's nominal frame rate (the timestamp unit and the GOP length).
+        size: (width, height) of the recording; odd sizes are padded by one black pixel, since
+            4:2:0 H.264 needs even dimensions. Frames of another size are fitted with black bars.
+        codec, preset, crf: the encoder settings.
+        gop_s: seconds between keyframes, i.e. MP4 fragments: at most this much is lost if the
+            process is killed.
+        queue_size: frames waiting for the encoder.
+        threads: encoder threads.
+        on_encoded: called (in the encoder thread) with each frame's encoding seconds.
+    """
 
-    def write(self, frame: np.ndarray) -> None:
-        if (frame.shape[1], frame.shape[0]) != self.size:
-            # A camera that reconnects at another resolution must not corrupt the file.
-            frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
-        self.writer.write(frame)
-        self.frames += 1
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int], codec: str = "libx264",
+                 preset: str = "veryfast", crf: int = 23, gop_s: float = 1.0, queue_size: int = 32, threads: int = 1,
+                 on_encoded=None):
+        import av  # PyAV bundles FFmpeg with libx264
+
+        self.path = check_record_path(path)
+        self.tmp = partial_path(self.path)
+        self.rate = exact_fps(fps)
+        self.fps = float(self.rate)
+        self.size = size
+        self.frames = 0            # frames in the file (after a failure: those that decode)
+        self.submitted = 0
+        self.finalised = False
+        self.error: OutputError | None = None
+        self.kept_partial = False
+        self.encode_s = 0.0
+        self.cpu_s = 0.0
+        self.on_encoded = on_encoded
+        width, height = size[0] + size[0] % 2, size[1] + size[1] % 2
+        fmt = CONTAINERS[self.path.suffix.lower()]
+        options = {"flush_packets": "1"}
+        if fmt in FRAGMENTED:
+            options["movflags"] = "frag_keyframe+empty_moov+default_base_moof"
+        else:  # Matroska: close a cluster at every keyframe, the unit a killed process can lose
+            options["cluster_time_limit"] = str(int(gop_s * 1000))
+        try:
+            self.container = av.open(str(self.tmp), "w", format=fmt, options=options)
+            self.stream = self.container.add_stream(codec, rate=self.rate, options={
+                "preset": preset, "crf": str(crf), "tune": "zerolatency",
+                "g": str(max(1, round(gop_s * self.fps))), "bf": "0"})
+        except (av.error.FFmpegError, ValueError, OSError) as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise OutputError(f"cannot open a {codec} writer for {self.path} ({exc}); check the folder and codec") from None
+        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
+        self.stream.codec_context.time_base = 1 / self.rate
+        self.stream.codec_context.thread_count = threads
+        self._av = av
+        self._padded = (width, height) != tuple(size)
+        self._last_pts = -1
+        self._safe_size = 0        # file size after the last successful write: a fragment boundary
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._thread = threading.Thread(target=self._run, name="polyp-live-recorder", daemon=True)
+        self._thread.start()
+
+    # ---- producer side (the output stage) ----------------------------------------------------
+
+    def submit(self, image: np.ndarray, time_s: float, block: bool = True) -> bool:
+        """Queue one frame stamped ``time_s`` seconds after the recording's start.
+
+        Returns False when ``block`` is False and the encoder is behind (the frame is not recorded).
+
+        Raises:
+            OutputError: the recording failed (disk full, I/O error).
+        """
+        if self.error is not None:
+            raise self.error
+        item = (image, time_s)
+        if not block:
+            try:
+                self._queue.put_nowait(item)
+            except queue.Full:
+                return False
+            self.submitted += 1
+            return True
+        while True:
+            try:
+                self._queue.put(item, timeout=WAIT)
+                self.submitted += 1
+                return True
+            except queue.Full:
+                if self.error is not None:
+                    raise self.error
+                if not self._thread.is_alive():
+                    raise OutputError(f"the recorder of {self.path} stopped; restart the recording")
+
+    # ---- encoder thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        cpu0 = time.thread_time()
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            if self.error is not None:
+                continue  # failed: drain what is left so the producer never blocks
+            t = time.perf_counter()
+            try:
+                self._encode(*item)
+            except (self._av.error.FFmpegError, OSError) as exc:
+                self._fail(exc)
+            dt = time.perf_counter() - t
+            self.encode_s += dt
+            if self.on_encoded:
+                self.on_encoded(dt)
+        if self.error is None:
+            try:
+                self._mux(self.stream.encode(None))
+            except (self._av.error.FFmpegError, OSError) as exc:
+                self._fail(exc)
+        self.cpu_s = time.thread_time() - cpu0
+
+    def _encode(self, image: np.ndarray, time_s: float) -> None:
+        h, w = image.shape[:2]
+        if (w, h) != tuple(self.size):
+            image = fit_to(image, self.size)
+        if self._padded:
+            image = cv2.copyMakeBorder(image, 0, self.stream.height - self.size[1], 0,
+                                       self.stream.width - self.size[0], cv2.BORDER_CONSTANT)
+        # OpenCV's I420 conversion is several times faster than swscale's from bgr24.
+        frame = self._av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+        pts = max(int(round(time_s * self.fps)), self._last_pts + 1)
+        frame.pts, frame.time_base = pts, self.stream.codec_context.time_base
+        self._last_pts = pts
+        self._mux(self.stream.encode(frame))
+
+    def _mux(self, packets) -> None:
+        for packet in packets:
+            self.container.mux(packet)
+            self.frames += 1
+        self._safe_size = os.stat(self.tmp).st_size
+
+    def _fail(self, exc: BaseException) -> None:
+        reason = getattr(exc, "errno", None)
+        full = reason in (errno.ENOSPC, errno.EDQUOT)
+        detail = os.strerror(reason) if isinstance(reason, int) and reason > 0 else str(exc)
+        self._failure = ("disk full while recording {path} after {n} frames{kept}; free space and restart" if full else
+                         f"cannot write the recording {{path}} after {{n}} frames{{kept}} ({detail}); "
+                         "check the disk and restart")
+        self.error = OutputError(self._failure.format(path=self.path, n=self.frames, kept=""))
+
+    # ---- finalising --------------------------------------------------------------------------
 
     def close(self) -> None:
-        if self.writer is None:
+        """Encode what is queued, finalise the file and rename it over the destination. Idempotent.
+
+        After a failure the partial file is cut back to its last complete fragment; it replaces the
+        destination only when there was no file there, and ``error`` then names the frames it holds.
+        """
+        if self._thread is None:
             return
-        self.writer.release()
-        self.writer = None
-        if self.frames:
-            os.replace(self.tmp, self.path)
+        self._queue.put(None)
+        self._thread.join()
+        self._thread = None
+        try:
+            self.container.close()
+        except (self._av.error.FFmpegError, OSError) as exc:
+            if self.error is None:
+                self._fail(exc)
+        if self.error is None:
+            if self.frames:
+                os.replace(self.tmp, self.path)
+                self.finalised = True
+            else:
+                self.tmp.unlink(missing_ok=True)  # no frame was ever produced: nothing to keep
+            return
+        self._salvage()
+
+    def _salvage(self) -> None:
+        try:
+            with open(self.tmp, "r+b") as f:
+                f.truncate(self._safe_size)  # frees space, so this works on a full disk
+        except OSError:
+            pass
+        self.frames = count_decodable(self.tmp) if self._safe_size else 0
+        kept = ""
+        if self.frames == 0:
+            self.tmp.unlink(missing_ok=True)
+        elif self.path.exists():
+            self.kept_partial = True
+            kept = f" (kept as {self.tmp}; the earlier {self.path.name} was not replaced)"
         else:
-            self.tmp.unlink(missing_ok=True)  # no frame was ever produced: nothing to keep
+            os.replace(self.tmp, self.path)
+        self.error = OutputError(self._failure.format(path=self.path, n=self.frames, kept=kept))
 
     def __enter__(self) -> "VideoRecorder":
         return self
@@ -81,15 +285,46 @@ class VideoRecorder:
 
 
 class MaskWriter:
-    """One PNG per frame (0 = background, 255 = polyp), named by frame index."""
+    """One PNG per frame (0 = background, 255 = polyp), named after the source frame, each write verified.
+
+    Video frames are named by their index in the source (``000041.png``), images from a folder by
+    their file's stem (``cju0qkwl35piu0993l0dewei2.png``), so a skipped or dropped frame never shifts
+    the names.
+    """
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         check_writable_dir(self.folder, "--save-masks")
         self.count = 0
+        self._names: set[str] = set()
 
-    def write(self, index: int, mask: np.ndarray) -> None:
-        path = self.folder / f"{index:06d}.png"
-        if not cv2.imwrite(str(path), mask):
-            raise OutputError(f"cannot write mask {path}; check free space and permissions")
+    def name_for(self, source_index: int, name: str | None) -> str:
+        stem = name if name else f"{source_index:06d}"
+        if stem in self._names and name:
+            stem = f"{name}_{source_index:06d}"  # two images with one stem (a.png, a.jpg)
+        return stem
+
+    def write(self, source_index: int, mask: np.ndarray, name: str | None = None) -> Path:
+        """Write and verify one mask; raises OutputError when the bytes did not all reach the disk."""
+        stem = self.name_for(source_index, name)
+        path = self.folder / f"{stem}.png"
+        ok, data = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        if not ok:
+            raise OutputError(f"cannot encode mask {path}; this is a bug, please report it")
+        try:
+            with open(path, "wb") as f:
+                f.write(data.tobytes())
+            written = path.stat().st_size
+        except OSError as exc:
+            written, reason = -1, exc.errno
+        else:
+            reason = errno.ENOSPC
+        if written != len(data):
+            path.unlink(missing_ok=True)  # never leave a truncated PNG behind
+            if reason in (errno.ENOSPC, errno.EDQUOT):
+                raise OutputError(f"disk full while writing masks to {self.folder} after {self.count} masks; "
+                                  "free space and restart")
+            raise OutputError(f"cannot write mask {path} ({os.strerror(reason)}); check the folder and restart")
+        self._names.add(stem)
         self.count += 1
+        return path

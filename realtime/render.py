@@ -15,10 +15,29 @@ STYLES = ("fill", "contour", "both", "heatmap")
 
 @dataclass
 class HudInfo:
+    """What the heads-up display shows on one frame.
+
+    Attributes:
+        fps: output frames per second (rolling).
+        video_delay_ms: capture to display of the frames (rolling mean).
+        annotation_delay_ms: capture of the mask's frame to its display; None when no mask is drawn.
+        inference_ms: the model's time on its latest frame.
+        model: the model's name (file stem).
+        precision: fp32, fp16 or int8.
+        backend: the runtime, e.g. ``onnxruntime:CPU``.
+        annotation: "" (a current mask is drawn), "stale" (the newest mask is too old to draw),
+            "waiting" (no mask yet) or "lost" (the inference server is unreachable).
+        message: a state line (signal lost, server reconnecting); shown while it lasts.
+    """
+
     fps: float
-    latency_ms: float
+    video_delay_ms: float
+    annotation_delay_ms: float | None
     inference_ms: float
-    backend: str
+    model: str = ""
+    precision: str = ""
+    backend: str = ""
+    annotation: str = ""
     message: str = ""
 
 
@@ -46,25 +65,62 @@ def overlay(frame: np.ndarray, detection: Detection, prob: np.ndarray | None, ro
     return out
 
 
-def draw_hud(image: np.ndarray, hud: HudInfo, present: bool) -> None:
-    """Draw FPS, latency, inference time and the polyp-present indicator in place."""
-    h = image.shape[0]
-    scale = max(0.45, h / 1440)
-    thick = max(1, int(round(scale * 2)))
-    lines = [f"FPS {hud.fps:5.1f}", f"latency {hud.latency_ms:5.1f} ms", f"inference {hud.inference_ms:5.1f} ms", hud.backend]
-    line_h = int(28 * scale * 1.4)
-    box_w = int(300 * scale * 1.4)
-    panel = image[0:line_h * (len(lines) + 1) + 8, 0:box_w]
-    panel[:] = (panel * 0.4).astype(np.uint8)
-    for i, text in enumerate(lines):
-        cv2.putText(image, text, (8, line_h * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
-    colour = (0, 0, 255) if present else (160, 160, 160)
-    label = "POLYP" if present else "no polyp"
-    y = line_h * (len(lines) + 1)
-    cv2.circle(image, (16, y - line_h // 3), max(5, line_h // 3), colour, -1, cv2.LINE_AA)
-    cv2.putText(image, label, (16 + line_h // 2 + 8, y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thick, cv2.LINE_AA)
+def hud_panel(frame_size: tuple[int, int], roi: tuple[int, int, int, int] | None) -> tuple[int, int, int, bool]:
+    """Where the HUD goes: (x, y, width, outside) for a frame (w, h) whose field of view is ``roi``.
+
+    When the frame has side margins wide enough (they usually do: the endoscope's round or octagonal
+    image sits inside a black frame), the panel goes into the wider one, at the top, so it covers
+    nothing of the image. Otherwise it sits in the top-left corner over the image.
+    """
+    w, h = frame_size
+    pad = max(4, w // 160)
+    if roi is not None:
+        x, _, rw, _ = roi
+        left, right = x, w - (x + rw)
+        side, margin = ("right", right) if right >= left else ("left", left)
+        if margin >= max(96, w // 10):
+            x0 = x + rw + pad if side == "right" else pad
+            return x0, pad, margin - 2 * pad, True
+    return pad, pad, max(160, w // 5), False
+
+
+def draw_hud(image: np.ndarray, hud: HudInfo, present: bool, roi: tuple[int, int, int, int] | None = None) -> None:
+    """Draw the HUD panel in place: polyp indicator, FPS, the two delays, inference time, model."""
+    h, w = image.shape[:2]
+    x0, y0, width, _ = hud_panel((w, h), roi)
+    if hud.annotation == "stale":
+        label, colour = "annotation stale", (0, 200, 255)
+    elif hud.annotation == "lost":
+        label, colour = "no annotation", (0, 200, 255)
+    elif hud.annotation == "waiting":
+        label, colour = "waiting for model", (160, 160, 160)
+    elif present:
+        label, colour = "POLYP", (0, 0, 255)
+    else:
+        label, colour = "no polyp", (160, 160, 160)
+    annot = f"{hud.annotation_delay_ms:.0f} ms" if hud.annotation_delay_ms is not None else "-"
+    lines = [f"{hud.fps:.1f} FPS", f"video {hud.video_delay_ms:.0f} ms", f"annot. {annot}",
+             f"model {hud.inference_ms:.0f} ms", hud.model, f"{hud.backend} {hud.precision}".strip()]
+    lines = [line for line in lines if line]
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    # One scale for the panel: the widest line fits, and never larger than ~1/40 of the frame height.
+    widest = max(cv2.getTextSize(text, font, 1.0, 1)[0][0] for text in lines + ["  " + label])
+    scale = max(0.3, min(h / 900, (width - 8) / max(1, widest)))
+    thick = 1 if scale < 0.7 else 2
+    line_h = int(30 * scale) + 4
+    rows = len(lines) + 1 + (1 if hud.message else 0)
+    panel_h = min(h - y0, line_h * rows + line_h // 2)
+    panel = image[y0:y0 + panel_h, x0:x0 + width]
+    np.right_shift(panel, 2, out=panel)  # darken to a quarter in place: legible, and no allocation
+    tx, ty = x0 + 4, y0 + line_h
+    radius = max(4, line_h // 3)
+    cv2.circle(image, (tx + radius, ty - line_h // 3), radius, colour, -1, cv2.LINE_AA)
+    cv2.putText(image, label, (tx + 2 * radius + 6, ty), font, scale, colour, thick, cv2.LINE_AA)
+    for i, text in enumerate(lines, start=1):
+        cv2.putText(image, text, (tx, ty + i * line_h), font, scale, (235, 235, 235), thick, cv2.LINE_AA)
     if hud.message:
-        cv2.putText(image, hud.message, (8, h - 12), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 200, 255), thick, cv2.LINE_AA)
+        cv2.putText(image, hud.message, (tx, ty + len(lines) * line_h + line_h), font, scale, (0, 200, 255),
+                    thick, cv2.LINE_AA)
 
 
 def signal_lost_screen(last: np.ndarray | None, size: tuple[int, int], text: str) -> np.ndarray:

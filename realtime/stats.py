@@ -1,4 +1,10 @@
-"""Per-stage timings, end-to-end latency, rolling FPS and counters, with rich tables and JSON."""
+"""Per-stage timings, the two delays, rolling FPS, CPU time per stage and counters, with rich tables and JSON.
+
+The two latencies a clinician feels are reported separately: *video delay*, from a frame's capture
+to the moment its rendered picture is handed to the display and the recorder, and *annotation
+delay*, from the capture of the frame a mask was computed on to the moment that mask is shown (on a
+later frame, in live mode).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,19 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-STAGES = ("capture", "preprocess", "inference", "postprocess", "render", "write", "end_to_end")
-COUNTERS = ("frames_in", "frames_out", "dropped", "corrupt", "signal_lost", "reconnects", "polyp_frames")
+STAGES = ("capture", "preprocess", "inference", "postprocess", "render", "write", "encode",
+          "video_delay", "annotation_delay")
+COUNTERS = (
+    "frames_in",         # captured
+    "frames_out",        # shown/recorded (rendered by the output stage)
+    "dropped",           # captured but never shown: the video path fell behind (live sources only)
+    "inferred",          # frames the model ran on
+    "not_inferred",      # live: frames shown with an earlier frame's mask, the model being busy
+    "annotated",         # frames shown with a mask drawn
+    "stale",             # frames shown without a mask because the newest one was too old
+    "annotations_lost",  # inference requests that failed transiently (a lost inference server)
+    "record_dropped",    # frames the encoder could not take in time (live sources only)
+    "corrupt", "signal_lost", "reconnects", "polyp_frames", "masks")
 
 
 class PipelineStats:
@@ -27,6 +44,8 @@ class PipelineStats:
         self.started = time.perf_counter()
         self.finished: float | None = None
         self.info: dict[str, object] = {}
+        self.cpu_s: dict[str, float] = {}   # thread CPU time per stage (time.thread_time)
+        self._cpu0 = time.process_time()
 
     def record(self, stage: str, seconds: float) -> None:
         with self._lock:
@@ -36,6 +55,11 @@ class PipelineStats:
     def count(self, counter: str, n: int = 1) -> None:
         with self._lock:
             self.counters[counter] += n
+
+    def add_cpu(self, stage: str, seconds: float) -> None:
+        """Add a thread's CPU time (``time.thread_time()`` at its end minus at its start) to ``stage``."""
+        with self._lock:
+            self.cpu_s[stage] = self.cpu_s.get(stage, 0.0) + seconds
 
     def frame_out(self) -> None:
         with self._lock:
@@ -66,8 +90,16 @@ class PipelineStats:
                 ms = np.asarray(values) * 1000.0
                 stages[stage] = {"count": len(values), "mean": float(ms.mean()),
                                  **{f"p{q}": float(np.percentile(ms, q)) for q in (50, 95, 99)}, "max": float(ms.max())}
+        with self._lock:
+            cpu = dict(self.cpu_s)
+        process_cpu = time.process_time() - self._cpu0
+        # What no stage thread accounts for: ONNX Runtime's own worker threads, the main thread.
+        cpu["other"] = max(0.0, process_cpu - sum(cpu.values()))
+        cpu_use = {k: {"cpu_s": v, "cores": v / elapsed if elapsed > 0 else 0.0} for k, v in cpu.items()}
         return {"stages_ms": stages, "counters": counters, "wall_s": elapsed,
-                "fps": counters["frames_out"] / elapsed if elapsed > 0 else 0.0, "info": dict(self.info)}
+                "fps": counters["frames_out"] / elapsed if elapsed > 0 else 0.0,
+                "inference_hz": counters["inferred"] / elapsed if elapsed > 0 else 0.0,
+                "process_cpu_s": process_cpu, "cpu": cpu_use, "info": dict(self.info)}
 
     def live_table(self) -> Table:
         """The table the terminal shows while running."""
@@ -79,6 +111,7 @@ class PipelineStats:
         with self._lock:
             counters = dict(self.counters)
         table.add_row("frames in/out", f"{counters['frames_in']}/{counters['frames_out']}")
+        table.add_row("inferred / stale", f"{counters['inferred']} / {counters['stale']}")
         table.add_row("dropped / corrupt", f"{counters['dropped']} / {counters['corrupt']}")
         return table
 
@@ -91,9 +124,11 @@ class PipelineStats:
             table.add_column(col, justify="left" if col == "stage" else "right")
         for stage, row in data["stages_ms"].items():
             table.add_row(stage.replace("_", "-"), *(f"{row[k]:.2f}" for k in ("p50", "p95", "p99", "max")))
-        counters = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in data["counters"].items())
+        counters = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in data["counters"].items() if v or k in
+                             ("frames_in", "frames_out", "dropped", "inferred", "polyp_frames"))
         table.caption = counters
         return table
 
     def write_json(self, path: str | Path) -> None:
+        """Write :meth:`summary` as JSON; raises OSError when the file cannot be written."""
         Path(path).write_text(json.dumps(self.summary(), indent=2) + "\n")

@@ -28,8 +28,9 @@ def test_colour_order_and_normalisation():
 
 def test_every_consumer_uses_the_shared_preprocessing():
     import polyp_live.calibration.frames as frames
-    import polyp_live.realtime.pipeline as pipeline
-    assert pipeline.preprocess is pre.preprocess
+    import polyp_live.realtime.segmenter as segmenter
+    assert segmenter.preprocess is pre.preprocess
+    assert segmenter.resize_for_model is pre.resize_for_model
     assert frames.preprocess is pre.preprocess
     try:
         import polyp_live.training.dataset as dataset

@@ -1,0 +1,186 @@
+"""The output stage: the newest mask drawn on each frame, the HUD, the recording and the mask files.
+
+In live mode (a live source or ``--realtime``) a frame is drawn with the newest annotation the model
+has produced, which was computed on an earlier frame; an annotation older than
+``render.max_annotation_age_ms`` is not drawn and the HUD says the annotation is stale. In file mode
+each frame carries its own annotation (exact masks).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from polyp_live.realtime.config import PipelineConfig
+from polyp_live.realtime.recorder import MaskWriter, VideoRecorder
+from polyp_live.realtime.render import HudInfo, draw_hud, overlay
+from polyp_live.realtime.segmenter import SegmentationResult
+from polyp_live.realtime.sources import Frame
+from polyp_live.realtime.stats import PipelineStats
+from polyp_live.realtime.view import LiveView
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """A segmentation result and the frame it was computed on."""
+
+    result: SegmentationResult
+    frame_index: int
+    source_index: int
+    name: str | None
+    arrival: float          # capture time of the annotated frame (perf_counter)
+
+    @classmethod
+    def of(cls, frame: Frame, result: SegmentationResult) -> "Annotation":
+        return cls(result, frame.index, frame.source_index, frame.name, frame.arrival)
+
+
+class AnnotationSlot:
+    """The newest annotation, shared between the inference thread (writer) and the output stage."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._annotation: Annotation | None = None
+        self._state = "waiting"   # "" (an annotation is there), "waiting", "lost"
+
+    def set(self, annotation: Annotation) -> None:
+        with self._lock:
+            self._annotation, self._state = annotation, ""
+
+    def clear(self, state: str = "waiting") -> None:
+        """Forget the annotation (signal loss) or mark inference as unreachable (``state="lost"``)."""
+        with self._lock:
+            self._annotation, self._state = None, state
+
+    def get(self) -> tuple[Annotation | None, str]:
+        with self._lock:
+            return self._annotation, self._state
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the HUD and ``--stats-json`` say about the model that runs."""
+
+    model: str
+    precision: str
+    backend: str
+
+
+def describe_backend(backend) -> ModelInfo:
+    """Model name, precision and runtime of a loaded backend (from its attributes or its name)."""
+    path = getattr(backend, "model_path", None)
+    name = Path(path).stem if path else str(getattr(backend, "model_name", "") or "")
+    if name.endswith(".int8"):
+        name = name[:-5]
+    precision = getattr(backend, "precision", None)
+    if not precision:
+        label = getattr(backend, "name", "")
+        precision = next((p for p in ("int8", "fp16", "fp32") if p in label), "fp32")
+    return ModelInfo(name, str(precision), str(getattr(backend, "name", "")))
+
+
+class OutputStage:
+    """Renders and writes frames; owned by one thread (the render thread).
+
+    Args:
+        config: the pipeline configuration (render and output sections).
+        stats: where timings and counters go.
+        view: where rendered pictures go (the window reads them).
+        model: what the HUD says about the model.
+        fps: the source's frame rate (the recording's timestamp unit).
+        live: frames are shown with the newest annotation and never wait (see the module doc).
+        status: returns the current state line (signal lost, server reconnecting) for the HUD.
+    """
+
+    def __init__(self, config: PipelineConfig, stats: PipelineStats, view: LiveView, model: ModelInfo,
+                 fps: float, live: bool, status=lambda: ""):
+        self.config = config
+        self.stats = stats
+        self.view = view
+        self.model = model
+        self.fps = fps
+        self.live = live
+        self.status = status
+        self.recorder: VideoRecorder | None = None
+        self.masks = MaskWriter(config.output.save_masks) if config.output.save_masks else None
+        self._t0: float | None = None
+        self._last_roi = None
+        self._inference_ms = 0.0
+
+    def _timestamp(self, frame: Frame) -> float:
+        """Seconds since the recording's first frame: the source's own clock for files, capture time
+        for live feeds, so the recording lasts as long as what it recorded."""
+        t = frame.arrival if self.view.live else frame.source_index / self.fps
+        if self._t0 is None:
+            self._t0 = t
+        return t - self._t0
+
+    def emit(self, frame: Frame, annotation: Annotation | None, state: str = "") -> None:
+        """Draw ``annotation`` (if fresh enough) and the HUD on ``frame``; display and record it.
+
+        Args:
+            frame: the captured frame.
+            annotation: the mask to draw: the frame's own (file mode) or the newest (live mode).
+            state: why there is no annotation: "waiting" or "lost".
+        """
+        cfg = self.config
+        t = time.perf_counter()
+        # Live: the inference thread may still be reading this frame, so draw on a copy.
+        canvas = frame.image.copy() if self.live else frame.image
+        drawn = annotation
+        if annotation is not None:
+            self._last_roi = annotation.result.roi
+            self._inference_ms = 1000 * annotation.result.timings.get("inference", 0.0)
+            age_ms = 1000 * (frame.arrival - annotation.arrival)
+            if age_ms > cfg.render.max_annotation_age_ms:
+                drawn, state = None, "stale"
+                self.stats.count("stale")
+        present = drawn is not None and drawn.result.present
+        if drawn is not None and self.view.overlay:
+            r = drawn.result
+            overlay(canvas, r.detection, r.prob, r.roi, cfg.render)
+        if cfg.render.hud:
+            hud = HudInfo(self.stats.rolling_fps(), self.stats.rolling_ms("video_delay"),
+                          1000 * (t - drawn.arrival) if drawn is not None else None, self._inference_ms,
+                          self.model.model, self.model.precision, self.model.backend, state, self.status())
+            draw_hud(canvas, hud, present, self._last_roi)
+        t_render = time.perf_counter()
+        if cfg.output.record:
+            if self.recorder is None:
+                out = cfg.output
+                self.recorder = VideoRecorder(out.record, self.fps, (canvas.shape[1], canvas.shape[0]),
+                                              out.record_codec, out.record_preset, out.record_crf, out.record_gop_s,
+                                              out.record_queue, cfg.performance.encoder_threads,
+                                              on_encoded=lambda s: self.stats.record("encode", s))
+            if not self.recorder.submit(canvas, self._timestamp(frame), block=not self.live):
+                self.stats.count("record_dropped")
+        if not self.live and annotation is not None:
+            self.write_mask(annotation)
+        t_write = time.perf_counter()
+        self.stats.record("render", t_render - t)
+        self.stats.record("write", t_write - t_render)
+        self.stats.record("video_delay", t_write - frame.arrival)
+        if drawn is not None:
+            self.stats.record("annotation_delay", t_write - drawn.arrival)
+            self.stats.count("annotated")
+        self.stats.frame_out()
+        if present:
+            self.stats.count("polyp_frames")
+        if cfg.display:
+            self.view.publish(canvas)
+
+    def write_mask(self, annotation: Annotation) -> None:
+        """Write the annotation's frame-size mask, named after its source frame."""
+        if self.masks is not None:
+            self.masks.write(annotation.source_index, annotation.result.detection.mask, annotation.name)
+            self.stats.count("masks")
+
+    def close(self) -> None:
+        """Finalise the recording (raises nothing; a failure is left in ``recorder.error``)."""
+        if self.recorder is not None:
+            self.recorder.close()
+            self.stats.add_cpu("encode", self.recorder.cpu_s)
