@@ -40,6 +40,8 @@ class ServeConfig:
         max_batch: the largest batch the dynamic batcher forms.
         max_queue_delay_us: how long a request may wait in the queue for others to batch with.
         ready_timeout: seconds to wait for the model to load before giving up.
+        workspace: where PyTriton puts its model store and its copy of Triton (default: a fresh
+            folder under ~/.cache/pytriton, removed on a clean stop).
         verbose: print Triton's own log.
     """
 
@@ -55,6 +57,7 @@ class ServeConfig:
     max_batch: int = 8
     max_queue_delay_us: int = 2000
     ready_timeout: float = 120.0
+    workspace: Path | None = None
     verbose: bool = False
 
 
@@ -169,6 +172,8 @@ class ModelServer:
 
         check_numpy_abi()
         cfg = self.config
+        if cfg.workspace is not None and Path(cfg.workspace).exists():
+            raise ServeError(f"--workspace {cfg.workspace} already exists; PyTriton needs a new folder")
         if not cfg.verbose:
             logging.getLogger("pytriton").setLevel(logging.WARNING)
         self.backend = load_backend(cfg.model, cfg.backend, threads=cfg.threads, precision=cfg.precision)
@@ -184,7 +189,7 @@ class ModelServer:
                                      grpc_port=cfg.grpc_port, metrics_address=cfg.host,
                                      metrics_port=cfg.metrics_port, log_verbose=1 if cfg.verbose else 0,
                                      log_file=self.log_path, exit_on_error=True)
-        self._triton = Triton(config=triton_config)
+        self._triton = Triton(config=triton_config, workspace=cfg.workspace)
         self._triton.bind(
             model_name=cfg.model_name, infer_func=infer_func,
             inputs=[Tensor(name=INPUT_NAME, dtype=INPUT_DTYPE, shape=(spec.input_height, spec.input_width, 3))],

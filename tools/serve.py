@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triton-repository", default=None, metavar="DIR",
                    help="instead of serving, write a stock Triton model repository (ONNX Runtime backend) into "
                         "DIR and exit; needs an .onnx --model")
+    p.add_argument("--workspace", default=None, metavar="DIR",
+                   help="a new folder for PyTriton's model store and copy of Triton (default: a fresh folder "
+                        "under ~/.cache/pytriton, removed on a clean stop)")
     p.add_argument("--verbose", action="store_true", help="print Triton's own log")
     return p
 
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                          model_name=args.triton_model, host=args.host, http_port=args.http_port,
                          grpc_port=args.grpc_port, metrics_port=args.metrics_port, max_batch=args.max_batch,
                          max_queue_delay_us=args.max_queue_delay_us, ready_timeout=args.ready_timeout,
-                         verbose=args.verbose)
+                         workspace=Path(args.workspace) if args.workspace else None, verbose=args.verbose)
     stop = threading.Event()
     received: list[int] = []
 
