@@ -1,0 +1,122 @@
+"""The thread-free Segmenter, the presence decision wired into it, and the queues' control markers."""
+
+from __future__ import annotations
+
+import queue
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import FakeBackend, moving_disc_frames
+from polyp_live.realtime.cli import main
+from polyp_live.realtime.config import PipelineConfig, PostprocessConfig, RoiConfig, SmoothingConfig
+from polyp_live.realtime.decision import DecisionConfig
+from polyp_live.realtime.queues import END, RESET, NewestQueue
+from polyp_live.realtime.segmenter import Segmenter
+
+
+def disc_frame(size: tuple[int, int], centre: tuple[int, int], radius: int, margin: int = 0) -> np.ndarray:
+    """A dark textured frame with one bright disc (a "polyp" for the brightness model)."""
+    w, h = size
+    frame = np.random.default_rng(1).integers(30, 90, (h, w, 3), dtype=np.uint8)
+    cv2.circle(frame, centre, radius, (230, 230, 230), -1)
+    if margin:
+        frame[:, :margin] = 0
+        frame[:, w - margin:] = 0
+    return frame
+
+
+def test_process_returns_a_frame_size_mask_and_the_model_resolution_maps():
+    seg = Segmenter(FakeBackend(), PipelineConfig(roi=RoiConfig(mode="full"), postprocess=PostprocessConfig(min_area=0)))
+    frame = next(moving_disc_frames(1))
+    result = seg.process(frame)
+    assert result.prob.shape == (32, 32) and result.prob.dtype == np.float32
+    assert result.detection.mask.shape == frame.shape[:2] and result.detection.mask.dtype == np.uint8
+    assert set(np.unique(result.mask)) == {0, 255}
+    assert result.present and result.roi == (0, 0, 160, 120)
+    assert set(result.timings) == {"preprocess", "inference", "postprocess", "total"}
+    # The frame is only read: the caller may draw on it afterwards, and nothing else changed it.
+    assert np.array_equal(frame, next(moving_disc_frames(1)))
+
+
+def test_presence_follows_the_decision_persistence():
+    config = PipelineConfig(roi=RoiConfig(mode="full"), postprocess=PostprocessConfig(min_area=0),
+                            decision=DecisionConfig(score_threshold=0.5, k=3, n=3))
+    seg = Segmenter(FakeBackend(), config)
+    frames = list(moving_disc_frames(4))
+    results = [seg.process(f) for f in frames]
+    # K=3 of N=3: the alert rises on the third frame with a candidate; nothing is drawn before.
+    assert [r.present for r in results] == [False, False, True, True]
+    assert results[0].mask.max() == 0 and results[1].mask.max() == 0 and results[2].mask.max() == 255
+    assert results[0].decision.candidate
+
+
+def test_decision_defaults_to_the_model_sidecar_and_a_reset_forgets_its_history():
+    seg = Segmenter(FakeBackend(), PipelineConfig(roi=RoiConfig(mode="full"),
+                                                  decision=DecisionConfig(score_threshold=0.5, k=2, n=2)))
+    frame = next(moving_disc_frames(1))
+    assert not seg.process(frame).present and seg.process(frame).present
+    seg.reset()
+    assert not seg.process(frame).present  # the history went with the reset
+    assert Segmenter(FakeBackend()).decision_config == DecisionConfig.from_spec(FakeBackend().spec)
+
+
+def test_a_frame_size_change_resets_the_field_of_view_and_the_temporal_state():
+    seg = Segmenter(FakeBackend(), PipelineConfig(postprocess=PostprocessConfig(min_area=0),
+                                                  smoothing=SmoothingConfig(mode="ema", strength=0.9)))
+    small = disc_frame((320, 180), (160, 90), 40, margin=40)
+    large = disc_frame((1280, 720), (1000, 360), 150, margin=100)  # the polyp lies outside the small ROI
+    first = seg.process(small)
+    assert first.present and first.roi[2] <= 320
+    second = seg.process(large)
+    assert second.reset == "size"
+    assert second.roi[0] >= 90 and second.roi[0] + second.roi[2] > 1000
+    ys, xs = np.nonzero(second.mask)
+    assert second.present and xs.min() > 800  # the disc on the right, seen with a fresh ROI and no smoothing carried over
+
+
+def test_an_image_folder_whose_frame_size_changes_gives_masks_for_every_image(tmp_path, brightness_model):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a_small.png"), disc_frame((320, 180), (100, 90), 40))
+    cv2.imwrite(str(folder / "b_large.png"), disc_frame((1280, 720), (1000, 360), 150))
+    cv2.imwrite(str(folder / "c_small.png"), disc_frame((320, 180), (220, 90), 40))
+    masks = tmp_path / "masks"
+    assert main(["--headless", "--quiet", "--source", str(folder), "--model", str(brightness_model),
+                 "--save-masks", str(masks)]) == 0
+    names = sorted(p.name for p in masks.glob("*.png"))
+    assert names == ["a_small.png", "b_large.png", "c_small.png"]  # named after the images
+    for name, size in (("a_small.png", (180, 320)), ("b_large.png", (720, 1280)), ("c_small.png", (180, 320))):
+        mask = cv2.imread(str(masks / name), cv2.IMREAD_GRAYSCALE)
+        assert mask.shape == size and (mask > 0).sum() > 1000, name
+
+
+def test_end_and_reset_survive_a_full_newest_frame_queue():
+    dropped = []
+    q = NewestQueue(1, dropped.append)
+    q.put("f1")
+    q.put(RESET)
+    for name in ("f2", "f3", "f4"):
+        q.put(name)
+    q.put(END)
+    q.put("f5")  # a frame after END replaces f4, never the marker
+    got = []
+    while True:
+        try:
+            got.append(q.get_nowait())
+        except queue.Empty:
+            break
+    assert got == [RESET, END, "f5"]
+    assert dropped == ["f1", "f2", "f3", "f4"]
+
+
+def test_a_newest_queue_with_room_for_several_frames_drops_the_oldest_first():
+    dropped = []
+    q = NewestQueue(3, dropped.append)
+    for item in ("a", RESET, "b", "c", "d", END):
+        q.put(item)
+    assert [q.get_nowait() for _ in range(len(q))] == [RESET, "b", "c", "d", END]
+    assert dropped == ["a"]
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.01)
