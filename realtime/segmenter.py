@@ -100,6 +100,16 @@ class Segmenter:
 
     def reset(self) -> None:
         """Forget all temporal state and the field of view (signal loss, a new video or patient)."""
+        self._reset_picture()
+        self.decision.reset()
+
+    def _reset_picture(self) -> None:
+        """Forget what belongs to the old picture; the decision's persistence history is kept.
+
+        The history counts frames that held a candidate region, which stays meaningful across a
+        scene cut, a moved field of view or a new frame size: resetting it there would hide a polyp
+        for K-1 frames after every cut, and on a folder of stills (each a cut) would hide them all.
+        """
         self._reset_temporal()
         self.roi.reset()
         self.scene_cut.reset()
@@ -108,7 +118,6 @@ class Segmenter:
     def _reset_temporal(self) -> None:
         self.smoother.reset()
         self.hysteresis.reset()
-        self.decision.reset()
 
     def process(self, image_bgr: np.ndarray) -> SegmentationResult:
         """Segment one BGR uint8 frame; the image is only read, never modified.
@@ -123,7 +132,7 @@ class Segmenter:
             # A new frame size means a new field of view and a new picture: nothing carries over.
             if self._size is not None:
                 reason = "size"
-            self.reset()
+            self._reset_picture()
             self._size = size
         if self.scene_cut(image_bgr):
             # A cut may bring another field of view as well: re-detect it.

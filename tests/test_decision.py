@@ -88,3 +88,22 @@ def test_candidate_score_is_the_best_large_enough_region():
     assert candidate_score(prob, prob >= 0.5) == pytest.approx(0.99)
     assert candidate_score(prob, prob >= 0.5, min_area_fraction=0.01) == pytest.approx(0.7)
     assert candidate_score(prob, prob >= 0.99, min_area_fraction=0.01) == 0.0
+
+
+def test_persistence_survives_a_scene_cut_and_a_size_change_but_not_a_reset():
+    """A folder of stills is a cut on every frame: the alert must still rise on the second polyp frame."""
+    from conftest import FakeBackend
+    from polyp_live.realtime.config import PipelineConfig, RoiConfig, SmoothingConfig
+    from polyp_live.realtime.segmenter import Segmenter
+
+    seg = Segmenter(FakeBackend(), PipelineConfig(roi=RoiConfig(mode="full"), smoothing=SmoothingConfig(mode="none"),
+                                                  decision=DecisionConfig(score_threshold=0.5, k=2, n=3)))
+    bright_small = np.full((48, 64, 3), 230, np.uint8)   # FakeBackend: bright = polyp
+    bright_large = np.full((90, 120, 3), 230, np.uint8)  # a new size, and a cut
+    dark = np.full((48, 64, 3), 10, np.uint8)
+    results = [seg.process(im) for im in (bright_small, dark, bright_large, bright_small)]
+    assert [r.decision.candidate for r in results] == [True, False, True, True]
+    assert [r.present for r in results] == [False, False, True, True]
+    assert results[2].reset == "size"
+    seg.reset()  # a signal loss or a new video forgets the history
+    assert not seg.process(bright_small).present

@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
-"""Evaluate a checkpoint (.pt) or an exported model (.onnx) on a dataset split.
+"""Evaluate a checkpoint (.pt) or an exported model (.onnx) on one split of a polyp set and a polyp-free set.
 
-Runs through the same backend and preprocessing as polyp-live. Writes a per-image CSV, a JSON
-summary and a best/worst overlay grid, and prints a table of mean and pooled metrics.
+Runs through the same backend and preprocessing as polyp-live. Segmentation: per-image CSV, JSON
+summary and a best/worst overlay grid, with masks as the presence decision would draw them on
+still images. Frames: detection rate on polyp images, false-alarm rate on polyp-free frames, a sweep
+of the decision's score threshold and a PNG of detection against false alarms with the operating
+point marked.
 
 Examples:
-    python tools/evaluate.py --model runs/lite0-256/best.pt --split val --sweep --out runs/eval-val
+    python tools/evaluate.py --model runs/neg/best.pt --split val --sweep --out runs/eval-val
+    python tools/evaluate.py --model engines/models/polyp-unetpp-lite0-256.onnx --split val \\
+        --choose-operating-point --false-alarm-target 0.01 --update-sidecar --out runs/eval-val
     python tools/evaluate.py --model engines/models/polyp-unetpp-lite0-256.onnx --split test --out runs/eval-test
 """
 
@@ -13,42 +18,107 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+from dataclasses import asdict
 
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from polyp_live import __version__
+    p = argparse.ArgumentParser(prog="polyp-live evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--model", required=True, metavar="PATH",
+                   help="checkpoint (.pt) or ONNX model (.onnx with its sidecar)")
+    p.add_argument("--data", default="../shared/data/kvasir-seg", metavar="DIR",
+                   help="polyp dataset folder (images/, masks/, splits/)")
+    p.add_argument("--negatives", default="../shared/data/negatives", metavar="DIR",
+                   help="polyp-free frames (images/, splits/); '' to skip the frame-level part")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split (default test)")
+    p.add_argument("--threshold", type=float, default=None, metavar="P",
+                   help="pixel threshold on the probability (default: the model's)")
+    p.add_argument("--score-threshold", type=float, default=None, metavar="P",
+                   help="decision: a region's peak probability must reach this (default: the model's sidecar)")
+    p.add_argument("--min-area-fraction", type=float, default=None, metavar="F",
+                   help="decision: smallest region as a fraction of the model input (default: the sidecar's, "
+                        "else 0.002)")
+    p.add_argument("--sweep", action="store_true", help="also report mean Dice over pixel thresholds 0.20..0.80")
+    p.add_argument("--choose-operating-point", action="store_true",
+                   help="pick the lowest score threshold whose false-alarm rate is within the target (use on val)")
+    p.add_argument("--false-alarm-target", type=float, default=0.01, metavar="F",
+                   help="false-alarm rate allowed when choosing the operating point (default 0.01)")
+    p.add_argument("--persistence", default=None, metavar="K/N",
+                   help="with --update-sidecar: store this persistence (alert after K of the last N frames)")
+    p.add_argument("--update-sidecar", action="store_true",
+                   help="write the chosen operating point (and --threshold) into the .onnx model's sidecar")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the CSV, JSON and PNG files")
+    p.add_argument("--threads", type=int, default=0, metavar="N", help="inference threads (0 = runtime default)")
+    args = p.parse_args(argv)
+    if args.update_sidecar and not args.model.endswith(".onnx"):
+        p.error("--update-sidecar needs an .onnx model (a checkpoint has no sidecar)")
+    if args.update_sidecar and not args.choose_operating_point and args.score_threshold is None:
+        p.error("--update-sidecar needs --choose-operating-point or --score-threshold")
+    for name in ("threshold", "score_threshold"):
+        v = getattr(args, name)
+        if v is not None and not 0.0 < v < 1.0:
+            p.error(f"--{name.replace('_', '-')} must lie in (0, 1), got {v}")
+    if args.persistence is not None:
+        try:
+            k, n = (int(v) for v in args.persistence.split("/"))
+            assert 1 <= k <= n
+        except (ValueError, AssertionError):
+            p.error(f"--persistence must be K/N with 1 <= K <= N, got {args.persistence!r}")
+        args.persistence = (k, n)
+    return args
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="checkpoint (.pt) or ONNX model (.onnx with its sidecar)")
-    p.add_argument("--data", default="../shared/data/kvasir-seg", help="dataset folder (images/, masks/, splits/)")
-    p.add_argument("--split", default="test", help="train, val or test (default test)")
-    p.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's)")
-    p.add_argument("--sweep", action="store_true", help="also report mean Dice over thresholds 0.20..0.80 (use on val)")
-    p.add_argument("--out", required=True, help="folder for the CSV, JSON and PNG")
-    p.add_argument("--threads", type=int, default=0, help="inference threads (0 = runtime default)")
-    args = p.parse_args(argv)
+    args = parse_args(argv)
+    try:
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.progress import Progress
+        from rich.table import Table
 
-    from rich.console import Console
-    from rich.progress import Progress
-    from rich.table import Table
-
-    from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
-    from polyp_live.engines.registry import load_backend
-    from polyp_live.engines.spec import ModelSpecError
-    from polyp_live.training.dataset import DatasetError
-    from polyp_live.training.evaluation import evaluate, write_reports
-    from polyp_live.training.metrics import METRICS
+        from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
+        from polyp_live.engines.registry import load_backend
+        from polyp_live.engines.spec import ModelSpec, ModelSpecError
+        from polyp_live.realtime.decision import DecisionConfig
+        from polyp_live.training.dataset import DatasetError
+        from polyp_live.training.evaluation import evaluate, write_reports
+        from polyp_live.training.frame_evaluation import choose_operating_point, score_frames, write_frame_report
+        from polyp_live.training.metrics import METRICS
+    except ImportError as exc:
+        print(f"polyp-live evaluate: error: {exc.name} is missing; install the training extra: "
+              "pip install 'polyp-live[train]'", file=sys.stderr)
+        return 2
 
     console = Console()
     try:
         backend = load_backend(args.model, threads=args.threads)
+        spec = backend.spec
+        threshold = spec.threshold if args.threshold is None else args.threshold
+        stored = DecisionConfig.from_spec(spec)
+        min_area = args.min_area_fraction
+        if min_area is None:
+            min_area = stored.min_area_fraction if "decision" in spec.info else 0.002
         with Progress(console=console, transient=True) as progress:
-            result, kept = evaluate(backend, args.data, args.split, args.threshold, args.sweep, progress)
+            frames = None
+            if args.negatives:
+                frames = score_frames(backend, args.data, args.negatives, args.split, threshold, min_area, progress)
+            point = choose_operating_point(frames, args.false_alarm_target, args.split) \
+                if frames is not None and args.choose_operating_point else None
+            score_threshold = args.score_threshold if args.score_threshold is not None else (
+                point.score_threshold if point else stored.score_threshold)
+            decision = DecisionConfig(score_threshold, min_area, 1, 1)
+            result, kept = evaluate(backend, args.data, args.split, threshold, args.sweep, progress, decision)
         summary = write_reports(result, kept, args.out, args.model)
-    except (DatasetError, ModelLoadError, ModelSpecError, BackendUnavailableError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        frame_summary = write_frame_report(frames, point, args.out, args.split, args.model, score_threshold) \
+            if frames is not None else None
+    except (DatasetError, ModelLoadError, ModelSpecError, BackendUnavailableError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
-    table = Table(title=f"{args.model} on {args.split} ({summary['images']} images, threshold {result.threshold:.2f})")
+
+    table = Table(title=escape(f"{args.model} on {args.split} ({summary['images']} polyp images, pixel threshold "
+                               f"{threshold:.2f}, score threshold {score_threshold:.3f})"))
     table.add_column("metric")
     table.add_column("mean per image", justify="right")
     table.add_column("pooled", justify="right")
@@ -56,10 +126,28 @@ def main(argv=None) -> int:
         table.add_row(m, f"{result.mean[m]:.4f}", f"{result.pooled[m]:.4f}")
     console.print(table)
     if result.sweep:
-        console.print("threshold sweep (mean Dice): " +
+        console.print("pixel threshold sweep (mean Dice): " +
                       ", ".join(f"{t:.2f}: {d:.4f}" for t, d in result.sweep.items()))
-        console.print(f"best threshold: {summary['best_threshold']:.2f}")
-    console.print(f"reports in {args.out}")
+        console.print(f"best pixel threshold: {summary['best_threshold']:.2f}")
+    if frame_summary is not None:
+        at = frame_summary["at_operating_point"]
+        console.print(f"frames at score threshold {score_threshold:.3f}: polyp detected on {at['detected']}/"
+                      f"{at['polyp_images']} images ({100 * at['detection_rate']:.1f} %), false alarms on "
+                      f"{at['false_alarms']}/{at['polyp_free_frames']} polyp-free frames "
+                      f"({100 * at['false_alarm_rate']:.1f} %)")
+        if point is not None:
+            console.print(f"chosen operating point on {args.split}: score threshold {point.score_threshold:.3f} "
+                          f"(false-alarm target {args.false_alarm_target:.3f})")
+    if args.update_sidecar:
+        info = dict(spec.info)
+        k, n = args.persistence or (stored.k, stored.n)
+        info["decision"] = {"score_threshold": score_threshold, "min_area_fraction": min_area, "k": k, "n": n,
+                            "chosen_on": f"{args.split} split of {args.data} and {args.negatives}",
+                            "false_alarm_target": args.false_alarm_target if point else None}
+        new = ModelSpec(**{**asdict(spec), "threshold": threshold, "info": info})
+        path = new.save(args.model)
+        console.print(f"operating point written to {escape(str(path))}")
+    console.print(f"reports in {escape(args.out)}")
     return 0
 
 

@@ -17,7 +17,9 @@ import numpy as np
 
 from polyp_live.engines.base import Backend
 from polyp_live.engines.preprocess import preprocess
+from polyp_live.realtime.decision import DecisionConfig
 from polyp_live.training.dataset import read_pair, scan, split_stems
+from polyp_live.training.frame_evaluation import decided_mask
 from polyp_live.training.metrics import METRICS, MetricAccumulator, image_metrics
 
 SWEEP = tuple(round(t, 2) for t in np.arange(0.20, 0.81, 0.05))
@@ -41,9 +43,28 @@ def predict(backend: Backend, image: np.ndarray) -> np.ndarray:
     return cv2.resize(prob, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
+def decision_gate(prob_small: np.ndarray, threshold: float, decision: DecisionConfig,
+                  size: tuple[int, int]) -> np.ndarray:
+    """Where the single-frame decision lets an outline be drawn, as a bool mask of ``size`` (w, h).
+
+    The decision runs at model resolution, as in the live path; its kept regions (slightly dilated,
+    so upsampling does not shave their edges) gate the full-resolution thresholded probability.
+    """
+    kept = decided_mask(prob_small, threshold, decision).astype(np.uint8)
+    if not kept.any():
+        return np.zeros((size[1], size[0]), bool)
+    kept = cv2.dilate(kept, np.ones((3, 3), np.uint8))
+    return cv2.resize(kept, size, interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
 def evaluate(backend: Backend, data: str | Path, split: str, threshold: float | None = None,
-             sweep: bool = False, progress=None) -> tuple[Evaluation, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]]:
-    """Score ``backend`` on one split. Returns the evaluation and (stem, image, truth, prob) per image."""
+             sweep: bool = False, progress=None,
+             decision: DecisionConfig | None = None) -> tuple[Evaluation, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]]:
+    """Score ``backend`` on one split. Returns the evaluation and (stem, image, truth, prob) per image.
+
+    With ``decision``, an image's predicted mask is what the live path would draw on it as a still:
+    only regions that pass the single-frame presence decision (nothing when it fails).
+    """
     threshold = backend.spec.threshold if threshold is None else threshold
     samples = scan(data)
     stems = split_stems(data, split, samples)
@@ -53,7 +74,10 @@ def evaluate(backend: Backend, data: str | Path, split: str, threshold: float | 
     task = progress.add_task(f"evaluating {split}", total=len(stems)) if progress else None
     for stem in stems:
         image, truth = read_pair(samples[stem])
-        prob = predict(backend, image)
+        prob_small = backend.infer(preprocess(image, backend.spec))
+        prob = cv2.resize(prob_small, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+        if decision is not None:
+            prob = prob * decision_gate(prob_small, threshold, decision, (image.shape[1], image.shape[0]))
         row = acc.add(prob >= threshold, truth)
         rows.append({"image": stem, **row})
         for t in sweep_dice:
@@ -94,7 +118,7 @@ def write_reports(result: Evaluation, kept, out: str | Path, model: str) -> dict
 
 
 def overlay_grid(result: Evaluation, kept, path: Path, per_row: int = 4) -> None:
-    """Top row: the best-scoring images; bottom row: the worst. Green truth, red prediction."""
+    """Top row: the best-scoring images; bottom row: the worst. Green truth, red prediction, with a legend."""
     order = np.argsort([r["dice"] for r in result.rows])
     picks = list(order[::-1][:per_row]) + list(order[:per_row])
     tiles = []
@@ -112,4 +136,12 @@ def overlay_grid(result: Evaluation, kept, path: Path, per_row: int = 4) -> None
     while len(tiles) < 2 * per_row:
         tiles.append(np.zeros((256, 256, 3), np.uint8))
     grid = np.vstack([np.hstack(tiles[:per_row]), np.hstack(tiles[per_row:])])
-    cv2.imwrite(str(path), grid)
+    legend = np.full((34, grid.shape[1], 3), 255, np.uint8)
+    cv2.line(legend, (10, 17), (40, 17), (0, 255, 0), 3)
+    cv2.putText(legend, "ground truth", (48, 23), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.line(legend, (200, 17), (230, 17), (0, 0, 255), 3)
+    cv2.putText(legend, f"prediction (threshold {result.threshold:.2f})", (238, 23), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
+                (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(legend, "top: best Dice   bottom: worst Dice", (grid.shape[1] - 360, 23), cv2.FONT_HERSHEY_SIMPLEX,
+                0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.imwrite(str(path), np.vstack([grid, legend]))
