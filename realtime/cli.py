@@ -13,32 +13,18 @@ import signal
 import sys
 from pathlib import Path
 
-from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
-from polyp_live.engines.registry import BACKENDS, PRECISIONS
-from polyp_live.engines.spec import ModelSpecError
-from polyp_live.realtime.config import (OutputConfig, PipelineConfig, PostprocessConfig, RenderConfig, SmoothingConfig,
-                             SourceConfig)
-from polyp_live.realtime.errors import PolypLiveError
+# Only light imports at module level: NumPy, OpenCV and ONNX Runtime load inside main(), after the
+# signal guard is in place, so a Ctrl+C during them is neither a traceback nor a wrong diagnosis.
+from polyp_live.realtime import options
+from polyp_live.realtime.interrupts import Interrupted, SignalGuard
 from polyp_live.resources import bundled_model, demo_clip
-from polyp_live.realtime.render import STYLES
-from polyp_live.realtime.smoothing import SMOOTHING_MODES
 
 DEFAULT_MODEL = bundled_model()
 DEMO_CLIP = demo_clip()
 
 
-def _unit(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
+_unit = options.unit
+_non_negative_int = options.non_negative_int
 
 
 def _positive_ms(text: str) -> float:
@@ -49,18 +35,22 @@ def _positive_ms(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from polyp_live.engines.registry import BACKENDS, PRECISIONS
+    from polyp_live.realtime.render import STYLES
+    from polyp_live.realtime.smoothing import SMOOTHING_MODES
+
     p = argparse.ArgumentParser(prog="polyp-live", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("source")
     src.add_argument("--source", default="demo",
                      help="camera index (0), device (/dev/video0), video file, image folder or glob, "
                           "rtsp:// or http:// URL, or 'demo' for the bundled clip (default)")
-    src.add_argument("--fps", type=float, default=0.0, help="frame rate of an image folder (default 30)")
+    src.add_argument("--fps", type=options.non_negative, default=0.0, help="frame rate of an image folder (default 30)")
     src.add_argument("--realtime", action="store_true",
                      help="pace a file at its native FPS and drop late frames, like a live feed")
     src.add_argument("--loop", action="store_true", help="replay a file or image folder endlessly")
     src.add_argument("--max-frames", type=_non_negative_int, default=0, help="stop after N frames (0 = no limit)")
-    src.add_argument("--reconnect-timeout", type=float, default=10.0,
+    src.add_argument("--reconnect-timeout", type=options.non_negative, default=10.0,
                      help="seconds to keep reconnecting a lost camera or stream before giving up (default 10)")
     mod = p.add_argument_group("model")
     mod.add_argument("--model", default=str(DEFAULT_MODEL), help="model file (.onnx, .pt); default: the bundled UNet++")
@@ -76,9 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("--server-timeout", type=float, default=1.0, metavar="S",
                      help="seconds before a server request counts as lost (default 1.0)")
     seg = p.add_argument_group("segmentation")
-    seg.add_argument("--roi", default="auto", help="field of view: auto, full or x,y,w,h (default auto)")
+    seg.add_argument("--roi", type=options.roi, default="auto", help="field of view: auto, full or x,y,w,h (default auto)")
     seg.add_argument("--smoothing", default="confidence", choices=SMOOTHING_MODES, help="temporal smoothing (default confidence)")
-    seg.add_argument("--smoothing-strength", type=float, default=0.6, help="0 follows each frame, towards 1 keeps the past (default 0.6)")
+    seg.add_argument("--smoothing-strength", type=options.fraction, default=0.6, help="0 follows each frame, towards 1 keeps the past (default 0.6)")
     seg.add_argument("--threshold", type=_unit, default=None, help="switch-on probability (default: the model's)")
     seg.add_argument("--threshold-low", type=_unit, default=None, help="switch-off probability (default threshold - 0.15)")
     seg.add_argument("--min-area", type=_non_negative_int, default=300, help="drop regions smaller than this many pixels (default 300)")
@@ -98,10 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--stats-json", default=None, metavar="PATH", help="write the timing summary as JSON")
     out.add_argument("--snapshot-dir", default=".", help="where the s key saves snapshots")
     out.add_argument("--quiet", action="store_true", help="no live table in the terminal")
+    out.add_argument("--verbose", action="store_true", help="also show OpenCV's and FFmpeg's own log messages")
     return p
 
 
 def make_config(args: argparse.Namespace, display: bool) -> PipelineConfig:
+    from polyp_live.realtime.config import (OutputConfig, PipelineConfig, PostprocessConfig, RenderConfig,
+                                            SmoothingConfig, SourceConfig)
     from polyp_live.realtime.roi import parse_roi
     return PipelineConfig(
         source=SourceConfig(source=args.source, fps=args.fps, realtime=args.realtime, loop=args.loop,
@@ -118,19 +111,38 @@ def make_config(args: argparse.Namespace, display: bool) -> PipelineConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``polyp-live`` command; returns the process exit code."""
+    with SignalGuard() as signals:  # first of all: before the heavy imports in _main
+        try:
+            return _main(argv, signals)
+        except Interrupted:
+            sys.stderr.write(f"polyp-live: stopped by {signals.name} before the first frame\n")
+            return signals.exit_code
+
+
+def _main(argv: list[str] | None, signals: SignalGuard) -> int:
     from rich.console import Console
     from rich.live import Live
+    from rich.markup import escape
+
+    from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
+    from polyp_live.engines.spec import ModelSpec, ModelSpecError
+    from polyp_live.realtime.errors import PolypLiveError, UsageError
 
     from polyp_live.engines.registry import load_backend
     from polyp_live.realtime.display import Window, display_available
     from polyp_live.realtime.pipeline import Pipeline
     from polyp_live.realtime.sources import open_source
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    options.validate(parser, args)
+    options.quiet_native_logs(args.verbose)
+    signals.check()
     console = Console(stderr=True)
 
     def fail(message: str, code: int = 1) -> int:
-        console.print(f"[bold red]polyp-live: error:[/bold red] {message}", highlight=False, soft_wrap=True)
+        # Escaped: a path like x[/].mp4 or a hint like 'polyp-live[train]' is text, not rich markup.
+        console.print(f"[bold red]polyp-live: error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
         return code
 
     if args.source == "demo":
@@ -145,16 +157,31 @@ def main(argv: list[str] | None = None) -> int:
     if args.backend == "triton" and not args.server:
         return fail("--backend triton needs --server grpc://HOST:PORT (the server's gRPC endpoint)", 2)
 
+    args.threads, warning = options.cap_threads(args.threads)
+    if warning:
+        console.print(f"polyp-live: warning: {escape(warning)}", highlight=False, soft_wrap=True)
     backend = None
     pipeline = None
     interrupted = {"signal": None}
     try:
         config = make_config(args, display)
+        source = open_source(args.source, args.fps, config.source.max_consecutive_corrupt)
+        # Before anything is written: an output must never replace what this run reads.
+        options.refuse_overwriting_inputs(
+            {"--record": args.record, "--save-masks": args.save_masks, "--stats-json": args.stats_json},
+            source.input_paths(), [Path(args.model), ModelSpec.sidecar_path(args.model)])
+        if args.stats_json:
+            options.check_stats_path(args.stats_json)
+        signals.check()
         backend = load_backend(args.model, args.backend, threads=args.threads, precision=args.precision,
                                server=args.server, triton_model=args.triton_model,
                                server_timeout=args.server_timeout)
-        source = open_source(args.source, args.fps, config.source.max_consecutive_corrupt)
+        signals.check()
+        options.check_threshold_low(args.threshold_low, args.threshold if args.threshold is not None
+                                    else backend.spec.threshold)
         pipeline = Pipeline(config, source, backend)
+        signals.source, signals.pipeline = source, pipeline
+        signals.check()  # the last signal that arrives before the run's own handlers take over
 
         def on_signal(signum, _frame):
             # The first signal stops the run; every later one is ignored until the recording is
@@ -162,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             if interrupted["signal"] is None:
                 interrupted["signal"] = signum
                 pipeline.stop.set()
+                source.interrupt()  # a stream that is still opening gives up at once
 
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed
             signal.signal(signum, on_signal)
@@ -174,7 +202,12 @@ def main(argv: list[str] | None = None) -> int:
             if live:
                 live.start()
             try:
+                shown_status = ""
                 while pipeline.poll(0.01 if window else 0.1):
+                    if pipeline.status() != shown_status:  # "signal lost: reconnecting ..."
+                        shown_status = pipeline.status()
+                        if shown_status:
+                            console.print(escape(shown_status), highlight=False)
                     if window:
                         window.tick()
                     if live:
@@ -189,10 +222,15 @@ def main(argv: list[str] | None = None) -> int:
                 window.close()
             pipeline.close()
         pipeline.raise_if_failed()
-    except (PolypLiveError, ModelLoadError, ModelSpecError, BackendUnavailableError, ValueError) as exc:
+    except (PolypLiveError, ModelLoadError, ModelSpecError, BackendUnavailableError, ValueError, OSError) as exc:
+        signals.signum = signals.signum or interrupted["signal"]
+        if signals.signum is not None and (pipeline is None or not pipeline.stats.counters["frames_out"]):
+            raise Interrupted(signals.signum) from None  # what failed was cut short by the signal
         if pipeline is not None and pipeline.stats.counters["frames_out"]:
             console.print(pipeline.stats.summary_table())
-        return fail(str(exc))
+        if isinstance(exc, OSError) and not isinstance(exc, PolypLiveError):
+            return fail(_os_error_message(exc, args))
+        return fail(str(exc), 2 if isinstance(exc, UsageError) else 1)
     finally:
         if backend is not None:
             backend.close()
@@ -201,12 +239,33 @@ def main(argv: list[str] | None = None) -> int:
     if recorder is not None and recorder.finalised:
         console.print(f"recording: {recorder.path} ({recorder.frames} frames, H.264, {recorder.fps:.3f} FPS "
                       "timebase)", highlight=False)
+    for note in _source_notes(pipeline):
+        console.print(escape(note), highlight=False, soft_wrap=True)
     if interrupted["signal"] is not None:
         name = signal.Signals(interrupted["signal"]).name
         done = "; the recording is finalised" if recorder is not None and recorder.finalised else ""
         console.print(f"stopped by {name}{done}", highlight=False)
         return 128 + int(interrupted["signal"])
     return 0
+
+
+def _source_notes(pipeline) -> list[str]:
+    """What the source skipped or lacked, said once at exit."""
+    notes = []
+    damaged = pipeline.stats.counters.get("corrupt", 0)
+    if damaged:
+        notes.append(f"{damaged} damaged frame{'s' if damaged != 1 else ''} skipped")
+    if getattr(pipeline.source, "ended_early", None):
+        notes.append(pipeline.source.ended_early)
+    return notes
+
+
+def _os_error_message(exc: OSError, args: argparse.Namespace) -> str:
+    """One line for a file-system failure, naming the output option when it is one of ours."""
+    what = exc.strerror or type(exc).__name__
+    if exc.filename and args.stats_json and Path(exc.filename).resolve() == Path(args.stats_json).resolve():
+        return f"cannot write --stats-json {args.stats_json} ({what}); free space or choose another path"
+    return f"{exc.filename}: {what}; check the path, its permissions and the free space" if exc.filename else what
 
 
 if __name__ == "__main__":

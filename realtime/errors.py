@@ -20,3 +20,7 @@ class StageError(PolypLiveError):
         self.stage, self.exc = stage, exc
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         super().__init__(f"{stage} stage failed: {detail}" if not isinstance(exc, PolypLiveError) else detail)
+
+
+class UsageError(PolypLiveError):
+    """Options that cannot work together or with this model or source; exit 2 like a parse error."""

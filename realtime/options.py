@@ -1,0 +1,172 @@
+"""Option types and the checks ``polyp-live`` makes before its first frame.
+
+Every option value is checked when the command line is parsed (argparse exits 2 with one line);
+what needs the model or the source (an output that would overwrite an input, a switch-off
+threshold above the model's switch-on one) is checked right after loading them, still before the
+first frame, and raises :class:`UsageError` (also exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+from polyp_live.realtime.errors import OutputError, UsageError
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return value
+
+
+def unit(text: str) -> float:
+    """A probability strictly between 0 and 1 (thresholds)."""
+    value = _number(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def fraction(text: str) -> float:
+    """At least 0 and below 1 (smoothing strength: 1 would freeze the first frame forever)."""
+    value = _number(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1): 0 follows each frame, values towards 1 keep the past")
+    return value
+
+
+def non_negative(text: str) -> float:
+    """A finite number >= 0 (frame rates, seconds)."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number >= 0 (counts, pixels, threads)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def roi(text: str) -> str:
+    """``auto``, ``full`` or ``x,y,w,h`` with x, y >= 0 and w, h > 0 (kept as text for the config)."""
+    from polyp_live.realtime.roi import parse_roi  # noqa: PLC0415 - OpenCV; parsing runs after the signal guard
+    try:
+        parse_roi(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not auto, full or x,y,w,h in pixels with w and h above 0") from None
+    return text
+
+
+def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Checks that involve two options; ``parser.error`` exits 2 with one line."""
+    if args.threshold is not None and args.threshold_low is not None and args.threshold_low > args.threshold:
+        parser.error(f"--threshold-low {args.threshold_low:g} must not be above --threshold {args.threshold:g}")
+    if args.precision == "fp16":
+        from polyp_live.engines.registry import backend_for  # noqa: PLC0415
+        try:
+            backend = backend_for(args.model, args.backend)
+        except Exception:  # noqa: BLE001 - an unknown suffix is reported when the model loads
+            backend = None
+        if backend == "onnxruntime":
+            parser.error("--precision fp16 is for TensorRT; ONNX Runtime runs fp32 (default) or int8")
+
+
+def check_threshold_low(threshold_low: float | None, threshold: float) -> None:
+    """The switch-off threshold must lie below the switch-on one (the model's when not given)."""
+    if threshold_low is not None and threshold_low > threshold:
+        raise UsageError(f"--threshold-low {threshold_low:g} must not be above the switch-on threshold {threshold:g} "
+                         "(the model's; pass a lower --threshold-low or a higher --threshold)")
+
+
+def cap_threads(threads: int) -> tuple[int, str | None]:
+    """``threads`` limited to the CPU cores this process may use, with a warning when it was more."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if threads > cores:
+        return cores, f"--threads {threads} is more than the {cores} CPU cores available; using {cores}"
+    return threads, None
+
+
+def refuse_overwriting_inputs(outputs: dict[str, str | None], source_paths: list[Path],
+                              protected: list[Path]) -> None:
+    """Raise :class:`UsageError` when an output is, or would write into, something this run reads.
+
+    Args:
+        outputs: option name -> the path given (``--save-masks`` is a folder, the others files).
+        source_paths: the source's files and folders (see ``FrameSource.input_paths``).
+        protected: other files that must survive (the model and its sidecar).
+    """
+    names: dict[Path, str] = {}
+    for path in protected:
+        if path.is_file():
+            names[path.resolve()] = f"the model file {path}"
+    folders = set()
+    for path in source_paths:
+        if path.is_dir():
+            folders.add(path.resolve())
+        elif path.exists():
+            names[path.resolve()] = f"the source {path}"
+    for option, value in outputs.items():
+        if not value:
+            continue
+        target = Path(value).expanduser().resolve()  # follows symlinks, also through missing tails
+        if target in names:
+            raise UsageError(f"{option} {value} is {names[target]}, which this run reads; "
+                             "write the output somewhere else")
+        folder = target if option == "--save-masks" else target.parent
+        if folder in folders:
+            raise UsageError(f"{option} {value} would write into the source image folder {folder}; "
+                             "choose a folder outside it")
+
+
+def check_stats_path(value: str) -> None:
+    """Refuse a ``--stats-json`` path that is a folder (exit 2) or cannot be written (exit 1)."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise UsageError(f"--stats-json {value} is a folder; give a file name such as {path / 'stats.json'}")
+    existed = path.exists() or path.is_symlink()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"--stats-json {value} cannot be written ({exc.strerror}); choose another path") from None
+    if not existed:
+        path.unlink(missing_ok=True)
+
+
+def quiet_native_logs(verbose: bool) -> None:
+    """Silence OpenCV's and FFmpeg's own log lines around our one-line messages, unless ``verbose``.
+
+    The environment is read when OpenCV first logs or opens an FFmpeg capture, so this runs
+    before any source opens; OpenCV's level is also set directly for an already imported cv2.
+    """
+    if verbose:
+        os.environ["OPENCV_LOG_LEVEL"] = "INFO"
+        os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "32"  # AV_LOG_INFO
+    else:
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    if "cv2" in sys.modules:
+        logging = sys.modules["cv2"].utils.logging
+        logging.setLogLevel(logging.LOG_LEVEL_INFO if verbose else logging.LOG_LEVEL_SILENT)
+    if verbose:  # PyAV keeps FFmpeg quiet unless asked
+        try:
+            import av.logging  # noqa: PLC0415
+        except ImportError:
+            return
+        av.logging.set_level(av.logging.WARNING)
