@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sysconfig
 import tempfile
 import threading
@@ -184,6 +185,7 @@ class ModelServer:
         def infer_func(**inputs):
             return {OUTPUT_NAME: runner(inputs[INPUT_NAME])}
 
+        self._check_ports_free()
         self._patch_library_path()
         triton_config = TritonConfig(http_address=cfg.host, http_port=cfg.http_port, grpc_address=cfg.host,
                                      grpc_port=cfg.grpc_port, metrics_address=cfg.host,
@@ -206,6 +208,20 @@ class ModelServer:
                              f"and {cfg.metrics_port} are free (--http-port/--grpc-port/--metrics-port); "
                              f"{self._log_hint()}") from None
         self._wait_ready()
+
+    def _check_ports_free(self) -> None:
+        # Triton would fail on a taken port, and PyTriton would then talk to whatever holds it.
+        cfg = self.config
+        for option, port in (("--http-port", cfg.http_port), ("--grpc-port", cfg.grpc_port),
+                             ("--metrics-port", cfg.metrics_port)):
+            with socket.socket(socket.AF_INET6 if ":" in cfg.host else socket.AF_INET) as s:
+                # As Triton does: a port left in TIME_WAIT by a killed server is free, a listener is not.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind((cfg.host, port))
+                except OSError as exc:
+                    raise ServeError(f"port {port} on {cfg.host} is not free ({exc.strerror}); choose another "
+                                     f"{option} or stop what holds it") from None
 
     def _attach_spec(self, spec_json: str) -> None:
         """Put the sidecar into the generated config.pbtxt as the ``polyp_live_spec`` parameter.
@@ -257,6 +273,8 @@ class ModelServer:
         try:
             if self._triton is not None:
                 self._triton.stop()
+        except Exception:  # noqa: BLE001 - a server that never came up fails to stop; the start error matters
+            pass
         finally:
             self._triton = None
             if self.backend is not None:
