@@ -285,6 +285,20 @@ def test_malformed_requests_are_rejected_and_the_server_keeps_serving(server):
 
 
 @pytest.mark.serve
+def test_serve_refuses_a_taken_port_in_one_line(server, served_model):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([server.python, "-m", "polyp_live.tools.serve", "--model", str(served_model),
+                               "--host", "127.0.0.1", "--http-port", str(free_port()), "--grpc-port", str(port),
+                               "--metrics-port", str(free_port())], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert f"port {port} on 127.0.0.1 is not free" in proc.stderr and "--grpc-port" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.serve
 def test_backend_reports_server_loss_then_reconnects_after_restart(server):
     image = np.full((32, 32, 3), 200, np.uint8)
     with TritonBackend(server.url, timeout=2.0) as backend:
