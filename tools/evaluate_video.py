@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Evaluate the live path's segmentation over a video or a folder of frames, per smoothing mode.
+
+Each frame runs through the same Segmenter as polyp-live (field of view, shared preprocessing,
+backend, smoothing, hysteresis, presence decision, postprocessing). With --masks (a folder of
+ground-truth masks named like the frames, or by 6-digit frame index for a video) it reports per-frame
+Dice on polyp frames, detection and false-alarm rates, presence toggles per 100 frames and flicker
+(1 - Dice between consecutive predicted masks, minus the same for the truth), for a single-frame
+reference and each smoothing mode, as a table and JSON.
+
+Examples:
+    python tools/make_sequence.py --data ../shared/data/kvasir-seg --negatives ../shared/data/negatives \\
+        --split test --out runs/seq-test
+    python tools/evaluate_video.py --source runs/seq-test/frames --masks runs/seq-test/masks --out runs/video-test
+    python tools/evaluate_video.py --source clip.mp4 --out runs/video-clip     # no truth: toggles and flicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from polyp_live import __version__
+    p = argparse.ArgumentParser(prog="polyp-live evaluate-video", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--source", required=True, metavar="PATH", help="video file, image folder or glob")
+    p.add_argument("--masks", default=None, metavar="DIR", help="ground-truth masks (0/255 PNG), named like the frames")
+    p.add_argument("--model", default=None, metavar="PATH", help="model file (default: the bundled model)")
+    p.add_argument("--backend", default="auto", metavar="NAME", help="backend as in polyp-live (default auto)")
+    p.add_argument("--precision", default="auto", metavar="P", help="precision as in polyp-live (default auto)")
+    p.add_argument("--modes", default="none,ema,confidence", metavar="LIST",
+                   help="smoothing modes to compare, comma-separated (default none,ema,confidence)")
+    p.add_argument("--persistence", action="append", default=[], metavar="K/N",
+                   help="also compare the confidence mode with this persistence (repeatable)")
+    p.add_argument("--roi", default="auto", metavar="auto|full|x,y,w,h", help="field of view (default auto)")
+    p.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop after N frames (default all)")
+    p.add_argument("--threads", type=int, default=0, metavar="N", help="inference threads (0 = runtime default)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for video_eval.json")
+    args = p.parse_args(argv)
+    persistence = []
+    for text in args.persistence:
+        try:
+            k, n = (int(v) for v in text.split("/"))
+            assert 1 <= k <= n
+        except (ValueError, AssertionError):
+            p.error(f"--persistence must be K/N with 1 <= K <= N, got {text!r}")
+        persistence.append((k, n))
+    args.persistence = persistence
+    from polyp_live.realtime.smoothing import SMOOTHING_MODES
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in args.modes if m not in SMOOTHING_MODES]
+    if bad:
+        p.error(f"unknown smoothing mode {bad[0]!r}; choose from {', '.join(SMOOTHING_MODES)}")
+    try:
+        from polyp_live.realtime.roi import parse_roi
+        parse_roi(args.roi)
+    except ValueError as exc:
+        p.error(str(exc))
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
+    from polyp_live.engines.registry import load_backend
+    from polyp_live.engines.spec import ModelSpecError
+    from polyp_live.realtime.errors import PolypLiveError
+    from polyp_live.resources import bundled_model
+    from polyp_live.training.video_evaluation import (Variant, base_config, default_variants, evaluate_variant,
+                                                      write_report)
+
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    model = args.model or str(bundled_model())
+    variants = default_variants(args.modes) + [Variant(f"confidence {k}/{n}", "confidence", (k, n))
+                                               for k, n in args.persistence]
+    rows = []
+    try:
+        backend = load_backend(model, backend=args.backend, precision=args.precision, threads=args.threads)
+        with Progress(console=console, transient=True) as progress:
+            for variant in variants:
+                rows.append(evaluate_variant(backend, args.source, variant, base_config(args.roi), args.masks,
+                                             args.max_frames, progress))
+    except (ModelLoadError, ModelSpecError, BackendUnavailableError, PolypLiveError, FileNotFoundError,
+            ValueError) as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        return 1
+    path = write_report(rows, args.out, {"model": model, "source": args.source, "masks": args.masks})
+    truth = args.masks is not None
+    table = Table(title=escape(f"{model} on {args.source} ({rows[0]['frames']} frames)"))
+    columns = ["variant", "persistence"] + (["Dice (polyp frames)", "detected", "false alarms"] if truth else
+                                            ["present"]) + ["toggles/100", "flicker" if truth else "raw flicker"]
+    for c in columns:
+        table.add_column(c, justify="left" if c == "variant" else "right")
+    for r in rows:
+        cells = [r["variant"], r["persistence"]]
+        if truth:
+            cells += [f"{r['dice']:.4f}", f"{100 * r['detection_rate']:.1f} %", f"{100 * r['false_alarm_rate']:.2f} %"]
+        else:
+            cells += [f"{100 * r['present_rate']:.1f} %"]
+        cells += [f"{r['toggles_per_100_frames']:.2f}", f"{r['flicker'] if truth else r['flicker_raw']:.4f}"]
+        table.add_row(*cells)
+    console.print(table)
+    console.print(f"results in {escape(str(path))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
