@@ -9,8 +9,10 @@ Three stage threads (plus the recorder's encoder thread):
 *Live mode* (a live source, or a file with ``--realtime``): the video never waits for the model.
 Every captured frame goes straight to the render thread and is shown and recorded with the newest
 annotation; inference takes the newest frame whenever it is free (older ones are skipped, not
-queued). *File mode*: frames pass capture -> inference -> render in order with back-pressure, so
-every frame gets its own exact mask.
+queued) and runs the whole Segmenter on it. *File mode*: frames pass capture -> inference -> render
+in order with back-pressure, so every frame gets its own exact mask; the Segmenter's work is spread
+so the inference thread runs the model alone (capture also prepares the frame, render completes the
+mask), which keeps the slowest stage fed.
 
 Every wait has a timeout (0.1 s). A stage that raises puts its exception on the error queue and sets
 the stop event; the others notice within 0.1 s, the main thread joins them, finalises the recording
@@ -152,7 +154,7 @@ class Pipeline:
                 delivered += 1
                 self.stats.count("frames_in")
                 self.stats.record("capture", now - start)
-                if not self._send(frame):
+                if not self._send(frame if self.live else (frame, self._prepare(frame))):
                     return
         finally:
             # END always goes out (never dropped), so the other stages finish what they hold.
@@ -169,6 +171,8 @@ class Pipeline:
             self.view.set_signal(f"signal lost: reconnecting ({n}, {elapsed:.0f}/{timeout:.0f} s)")
 
         self.view.set_signal("signal lost: reconnecting")
+        if not self.live:
+            self.segmenter.reset_prepare()  # this thread prepares; the render thread resets the rest
         self._send(RESET)
         if not reconnect(self.source, timeout, self.stop, attempt):
             if self.stop.is_set():
@@ -177,6 +181,11 @@ class Pipeline:
                               f"{timeout:g} s; check the connection and restart")
         self.stats.count("reconnects")
         self.view.set_signal("")
+
+    def _prepare(self, frame: Frame):
+        prepared = self.segmenter.prepare(frame.image)
+        self.stats.record("preprocess", prepared.preprocess_s)
+        return prepared
 
     def _segment(self, frame: Frame) -> Annotation | None:
         """Run the segmenter on one frame and record its timings; None when inference is unreachable."""
@@ -216,19 +225,28 @@ class Pipeline:
             self._inference_done.set()
 
     def _infer_file(self) -> None:
+        # Only the model runs here: the capture thread prepared the frame, the render thread completes it.
         while not self.stop.is_set():
             try:
                 item = self.frames_q.get(timeout=WAIT)
             except queue.Empty:
                 continue
-            if item is END:
-                put_blocking(self.results_q, END, self.stop)
-                return
-            if item is RESET:
-                self.segmenter.reset()
+            if item is END or item is RESET:
+                if not put_blocking(self.results_q, item, self.stop) or item is END:
+                    return
                 continue
-            annotation = self._segment(item)
-            if not put_blocking(self.results_q, (item, annotation), self.stop):
+            frame, prepared = item
+            t = time.perf_counter()
+            try:
+                raw = self.backend.infer(prepared.batch)
+            except InferenceUnavailable:
+                self.stats.count("annotations_lost")
+                raw = None
+            seconds = time.perf_counter() - t
+            if raw is not None:
+                self.stats.record("inference", seconds)
+                self.stats.count("inferred")
+            if not put_blocking(self.results_q, (frame, prepared, raw, seconds), self.stop):
                 return
 
     def _drain_masks(self) -> None:
@@ -256,15 +274,22 @@ class Pipeline:
                             break
                 self.done.set()
                 break
+            if item is RESET:
+                if not self.live:
+                    self.segmenter.reset_complete()
+                continue
             if self.live:
-                if item is RESET:
-                    continue
                 annotation, state = self.latest.get()
                 self.output.emit(item, annotation, state)
                 if self.config.output.save_masks:
                     self._drain_masks()
             else:
-                frame, annotation = item
+                frame, prepared, raw, seconds = item
+                annotation = None
+                if raw is not None:
+                    result = self.segmenter.complete(prepared, raw, seconds)
+                    self.stats.record("postprocess", result.timings["postprocess"])
+                    annotation = Annotation.of(frame, result)
                 self.output.emit(frame, annotation, "" if annotation is not None else "lost")
         if self.live and self.config.output.save_masks:
             self._drain_masks()

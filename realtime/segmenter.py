@@ -3,9 +3,11 @@ and the inference server share.
 
 ``Segmenter.process(image_bgr)`` runs, in order: scene-cut check, field of view (ROI), the one shared
 preprocessing, the backend, temporal smoothing, hysteresis, the presence decision and the mapping
-back to frame coordinates. It keeps the temporal state (smoothing, hysteresis, decision history,
-ROI) between calls and forgets it on a scene cut, when the field of view moves, when the frame size
-changes, and on :meth:`Segmenter.reset` (signal loss, a new video).
+back to frame coordinates. It keeps state between calls (field of view, smoothing, hysteresis, the
+decision's persistence history). A new picture (a scene cut, a moved field of view, a new frame size)
+resets the field of view and the smoothing; :meth:`Segmenter.reset` (signal loss, a new video)
+forgets everything. A pipeline may split the work in two threads with :meth:`Segmenter.prepare`
+(before the model) and :meth:`Segmenter.complete` (after it).
 
 Example:
     >>> seg = Segmenter(backend, PipelineConfig(roi=RoiConfig(mode="full")))
@@ -66,6 +68,28 @@ class SegmentationResult:
         return self.detection.mask
 
 
+@dataclass
+class PreparedFrame:
+    """A frame ready for the model (the output of :meth:`Segmenter.prepare`).
+
+    Attributes:
+        batch: the model input: float32 1x3xHxW, or the resized uint8 HxWx3 ROI for a backend that
+            normalises itself (``wants_uint8``).
+        roi: the field of view in frame pixels.
+        frame_shape: (height, width) of the frame.
+        reset: why the picture is new ("", "size", "scene cut", "roi").
+        fresh_picture: smoothing and hysteresis must start afresh on this frame.
+        preprocess_s: seconds :meth:`Segmenter.prepare` took.
+    """
+
+    batch: np.ndarray
+    roi: Roi
+    frame_shape: tuple[int, int]
+    reset: str
+    fresh_picture: bool
+    preprocess_s: float
+
+
 def hysteresis_thresholds(config: PipelineConfig, model_threshold: float) -> tuple[float, float]:
     """(high, low) from the config, defaulting to the model's threshold and ``high - 0.15``."""
     s = config.smoothing
@@ -100,66 +124,94 @@ class Segmenter:
 
     def reset(self) -> None:
         """Forget all temporal state and the field of view (signal loss, a new video or patient)."""
-        self._reset_picture()
+        self.reset_prepare()
+        self.reset_complete()
+
+    def reset_prepare(self) -> None:
+        """:meth:`reset`'s half for the thread that calls :meth:`prepare`."""
+        self._reset_view()
+
+    def reset_complete(self) -> None:
+        """:meth:`reset`'s half for the thread that calls :meth:`complete`."""
+        self._reset_temporal()
         self.decision.reset()
 
-    def _reset_picture(self) -> None:
-        """Forget what belongs to the old picture; the decision's persistence history is kept.
+    # A new picture (scene cut, moved field of view, new frame size) resets the view and the
+    # smoothing, but keeps the decision's persistence history: it counts frames that held a
+    # candidate region, which stays meaningful across such changes; resetting it there would hide a
+    # polyp for K-1 frames after every cut, and on a folder of stills (each a cut) would hide them all.
 
-        The history counts frames that held a candidate region, which stays meaningful across a
-        scene cut, a moved field of view or a new frame size: resetting it there would hide a polyp
-        for K-1 frames after every cut, and on a folder of stills (each a cut) would hide them all.
-        """
-        self._reset_temporal()
+    def _reset_view(self) -> None:
+        """The :meth:`prepare` side: field of view, scene-cut reference, frame size."""
         self.roi.reset()
         self.scene_cut.reset()
         self._last_roi = None
+        self._size = None
 
     def _reset_temporal(self) -> None:
+        """The :meth:`complete` side: smoothing and hysteresis."""
         self.smoother.reset()
         self.hysteresis.reset()
 
     def process(self, image_bgr: np.ndarray) -> SegmentationResult:
         """Segment one BGR uint8 frame; the image is only read, never modified.
 
+        The same as ``complete(prepare(image), backend.infer(prepared.batch))``.
+
         Raises:
             ValueError: the image is not BGR uint8, or a fixed ROI lies outside it.
         """
+        prepared = self.prepare(image_bgr)
+        t = time.perf_counter()
+        raw = self.backend.infer(prepared.batch)
+        return self.complete(prepared, raw, time.perf_counter() - t)
+
+    def prepare(self, image_bgr: np.ndarray) -> PreparedFrame:
+        """The steps before the model: size and scene-cut checks, field of view, preprocessing.
+
+        :meth:`prepare` and :meth:`complete` may run in two threads (a pipeline stage each) as long
+        as each is called in frame order: they share no state, and resets travel in the
+        :class:`PreparedFrame`.
+        """
         t0 = time.perf_counter()
-        reason = ""
+        reason, fresh = "", False
         size = image_bgr.shape[:2]
         if size != self._size:
             # A new frame size means a new field of view and a new picture: nothing carries over.
             if self._size is not None:
                 reason = "size"
-            self._reset_picture()
-            self._size = size
+            self._reset_view()
+            self._size, fresh = size, True
         if self.scene_cut(image_bgr):
             # A cut may bring another field of view as well: re-detect it.
-            self._reset_temporal()
             self.roi.reset()
-            reason = reason or "scene cut"
+            reason, fresh = reason or "scene cut", True
         roi = self.roi(image_bgr)
         if roi != self._last_roi:
             if self._last_roi is not None:
-                self._reset_temporal()
-                reason = reason or "roi"
+                reason, fresh = reason or "roi", True
             self._last_roi = roi
         x, y, w, h = roi
         crop = image_bgr[y:y + h, x:x + w]
         if self._wants_uint8:
             # A remote backend normalises server-side: send the resized uint8 ROI (a quarter the bytes).
-            batch = resize_for_model(crop, self.backend.spec)
+            batch = np.ascontiguousarray(resize_for_model(crop, self.backend.spec))
         else:
             batch = preprocess(crop, self.backend.spec)
-        t1 = time.perf_counter()
-        raw = self.backend.infer(batch)
-        t2 = time.perf_counter()
-        prob = self.smoother(raw)
+        return PreparedFrame(batch, roi, image_bgr.shape[:2], reason, fresh, time.perf_counter() - t0)
+
+    def complete(self, prepared: PreparedFrame, raw_prob: np.ndarray, inference_s: float = 0.0) -> SegmentationResult:
+        """The steps after the model: smoothing, hysteresis, the presence decision, frame coordinates."""
+        t0 = time.perf_counter()
+        if prepared.fresh_picture:
+            self._reset_temporal()
+        prob = self.smoother(raw_prob)
         mask = self.hysteresis(prob)
         decision = self.decision(prob, mask)
         pp = self.config.postprocess
-        detection = to_frame(decision.mask, roi, image_bgr.shape, pp.min_area, pp.fill_holes, present=decision.present)
-        t3 = time.perf_counter()
-        timings = {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2, "total": t3 - t0}
-        return SegmentationResult(prob, raw, decision, detection, roi, reason, timings)
+        detection = to_frame(decision.mask, prepared.roi, prepared.frame_shape, pp.min_area, pp.fill_holes,
+                             present=decision.present)
+        post = time.perf_counter() - t0
+        timings = {"preprocess": prepared.preprocess_s, "inference": inference_s, "postprocess": post,
+                   "total": prepared.preprocess_s + inference_s + post}
+        return SegmentationResult(prob, raw_prob, decision, detection, prepared.roi, prepared.reset, timings)

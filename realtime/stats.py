@@ -45,6 +45,8 @@ class PipelineStats:
         self.finished: float | None = None
         self.info: dict[str, object] = {}
         self.cpu_s: dict[str, float] = {}   # thread CPU time per stage (time.thread_time)
+        self._first_out: float | None = None
+        self._last_out: float | None = None
         self._cpu0 = time.process_time()
 
     def record(self, stage: str, seconds: float) -> None:
@@ -63,8 +65,11 @@ class PipelineStats:
 
     def frame_out(self) -> None:
         with self._lock:
+            now = time.perf_counter()
             self.counters["frames_out"] += 1
-            self._out_times.append(time.perf_counter())
+            self._out_times.append(now)
+            self._first_out = self._first_out or now
+            self._last_out = now
 
     def rolling_fps(self) -> float:
         with self._lock:
@@ -96,9 +101,14 @@ class PipelineStats:
         # What no stage thread accounts for: ONNX Runtime's own worker threads, the main thread.
         cpu["other"] = max(0.0, process_cpu - sum(cpu.values()))
         cpu_use = {k: {"cpu_s": v, "cores": v / elapsed if elapsed > 0 else 0.0} for k, v in cpu.items()}
+        # Rates over the span from the first to the last frame out: start-up (opening the source,
+        # the model's first run) is not throughput.
+        span = (self._last_out - self._first_out) if self._first_out and self._last_out else 0.0
+        out = counters["frames_out"]
         return {"stages_ms": stages, "counters": counters, "wall_s": elapsed,
-                "fps": counters["frames_out"] / elapsed if elapsed > 0 else 0.0,
-                "inference_hz": counters["inferred"] / elapsed if elapsed > 0 else 0.0,
+                "fps": out / elapsed if elapsed > 0 else 0.0,
+                "output_fps": (out - 1) / span if span > 0 else 0.0,
+                "inference_hz": counters["inferred"] * (out - 1) / out / span if span > 0 and out else 0.0,
                 "process_cpu_s": process_cpu, "cpu": cpu_use, "info": dict(self.info)}
 
     def live_table(self) -> Table:

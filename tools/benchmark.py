@@ -9,8 +9,12 @@ Entries are ``PATH[@BACKEND[:PRECISION]]``; by default every backend and precisi
 this machine runs (ONNX Runtime FP32 and INT8, torch with --checkpoint, TensorRT FP16 and INT8 where
 TensorRT and a GPU exist), each in its own process.
 
+With ``--pipeline`` it measures the whole live pipeline instead (see tools/pipeline_benchmark.py):
+the 720p demo and a 1080p variant, ``--realtime`` and file mode, FP32 and INT8, recording on.
+
 Examples:
     python tools/benchmark.py --threads 2 --json docs/benchmark-cpu.json
+    python tools/benchmark.py --pipeline --threads 2   # docs/benchmark-pipeline.{json,md}, docs/pipeline-delays.png
     python tools/benchmark.py --checkpoint runs/lite0-256/best.pt --threads 2
     python tools/benchmark.py --models MODEL.onnx@onnxruntime:fp32 MODEL.onnx@tensorrt:fp16 --source clip.mp4
 """
@@ -103,13 +107,31 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", default=None, help="also benchmark this .pt with the torch backend")
     p.add_argument("--source", default="../shared/data/kvasir-seg", help="dataset, image folder or video")
     p.add_argument("--split", default="test")
-    p.add_argument("--frames", type=int, default=50)
+    p.add_argument("--frames", type=int, default=None,
+                   help="frames per model (default 50); with --pipeline, frames per run (default 0: the whole clip)")
     p.add_argument("--runs", type=int, default=3, help="passes over the frames (default 3)")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = runtime default)")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--markdown", default=None, help="also write the table as Markdown here")
+    pipe = p.add_argument_group("--pipeline: the whole live pipeline")
+    pipe.add_argument("--pipeline", action="store_true", help="benchmark the live pipeline instead of inference alone")
+    pipe.add_argument("--sizes", nargs="+", default=["720p", "1080p"], choices=["720p", "1080p"])
+    pipe.add_argument("--modes", nargs="+", default=["realtime", "file"], choices=["realtime", "file"])
+    pipe.add_argument("--precisions", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8"])
+    pipe.add_argument("--spinning", action="store_true", help="let ONNX Runtime's idle threads spin (default off)")
+    pipe.add_argument("--png", default=None, help="delay histogram (default docs/pipeline-delays.png)")
     args = p.parse_args(argv)
+    if args.pipeline:
+        from polyp_live.realtime.cli import DEFAULT_MODEL, DEMO_CLIP
+        from polyp_live.tools.pipeline_benchmark import run
+        docs = Path(__file__).resolve().parents[1] / "docs"
+        source = args.source if args.source != p.get_default("source") else str(DEMO_CLIP)
+        run(args.model or str(DEFAULT_MODEL), source, args.frames or 0, args.threads, args.spinning, args.sizes,
+            args.modes, args.precisions, args.json or str(docs / "benchmark-pipeline.json"),
+            args.markdown or str(docs / "benchmark-pipeline.md"), args.png or str(docs / "pipeline-delays.png"))
+        return 0
+    args.frames = args.frames or 50
 
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
