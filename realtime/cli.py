@@ -34,6 +34,14 @@ def _positive_ms(text: str) -> float:
     return value
 
 
+def _persistence(text: str) -> tuple[int, int]:
+    from polyp_live.realtime.decision import parse_persistence
+    try:
+        return parse_persistence(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from polyp_live.engines.registry import BACKENDS, PRECISIONS
     from polyp_live.realtime.render import STYLES
@@ -71,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--smoothing-strength", type=options.fraction, default=0.6, help="0 follows each frame, towards 1 keeps the past (default 0.6)")
     seg.add_argument("--threshold", type=_unit, default=None, help="switch-on probability (default: the model's)")
     seg.add_argument("--threshold-low", type=_unit, default=None, help="switch-off probability (default threshold - 0.15)")
+    seg.add_argument("--score-threshold", type=_unit, default=None, metavar="P",
+                     help="presence decision: a region's peak probability must reach P (default: the model's "
+                          "operating point)")
+    seg.add_argument("--persistence", type=_persistence, default=None, metavar="K/N",
+                     help="raise the alert after a polyp on K of the last N frames (default: the model's)")
     seg.add_argument("--min-area", type=_non_negative_int, default=300, help="drop regions smaller than this many pixels (default 300)")
     seg.add_argument("--no-fill-holes", action="store_true", help="keep holes inside regions")
     out = p.add_argument_group("output")
@@ -92,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _decision_overrides(args: argparse.Namespace) -> dict | None:
+    """Options that override the sidecar's operating point (None: use it as stored)."""
+    k, n = args.persistence or (None, None)
+    overrides = {"score_threshold": args.score_threshold, "k": k, "n": n}
+    return overrides if any(v is not None for v in overrides.values()) else None
+
+
 def make_config(args: argparse.Namespace, display: bool) -> PipelineConfig:
     from polyp_live.realtime.config import (OutputConfig, PipelineConfig, PostprocessConfig, RenderConfig,
                                             SmoothingConfig, SourceConfig)
@@ -103,6 +123,7 @@ def make_config(args: argparse.Namespace, display: bool) -> PipelineConfig:
         smoothing=SmoothingConfig(mode=args.smoothing, strength=args.smoothing_strength,
                                   threshold=args.threshold, threshold_low=args.threshold_low),
         postprocess=PostprocessConfig(min_area=args.min_area, fill_holes=not args.no_fill_holes),
+        decision=_decision_overrides(args),
         render=RenderConfig(style=args.overlay, hud=not args.no_hud, max_annotation_age_ms=args.max_annotation_age),
         output=OutputConfig(record=args.record, save_masks=args.save_masks, stats_json=args.stats_json,
                             snapshot_dir=args.snapshot_dir),

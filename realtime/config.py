@@ -87,7 +87,9 @@ class PipelineConfig:
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
-    decision: DecisionConfig | None = None  # None = the operating point in the model's sidecar
+    # None = the operating point in the model's sidecar; a dict overrides some of its fields
+    # (score_threshold, min_area_fraction, k, n), as the command-line options do.
+    decision: DecisionConfig | dict | None = None
     performance: PerformanceConfig = field(default_factory=PerformanceConfig)
     queue_size: int = 2            # small: a file's frames wait less between stages
     display: bool = False

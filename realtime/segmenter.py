@@ -116,7 +116,9 @@ class Segmenter:
         self.hysteresis = Hysteresis(high, low)
         self.scene_cut = SceneCutDetector(cfg.smoothing.scene_cut)
         self.roi = RoiTracker(cfg.roi)
-        self.decision_config = cfg.decision or DecisionConfig.from_spec(backend.spec)
+        # A full DecisionConfig is used as given; a dict holds option overrides of the sidecar's point.
+        d = cfg.decision
+        self.decision_config = d if isinstance(d, DecisionConfig) else DecisionConfig.from_spec(backend.spec, **(d or {}))
         self.decision = PresenceDecision(self.decision_config)
         self._wants_uint8 = bool(getattr(backend, "wants_uint8", False))
         self._size: tuple[int, int] | None = None

@@ -107,3 +107,38 @@ def test_persistence_survives_a_scene_cut_and_a_size_change_but_not_a_reset():
     assert results[2].reset == "size"
     seg.reset()  # a signal loss or a new video forgets the history
     assert not seg.process(bright_small).present
+
+
+def _polyp_frames(tmp_path, brightness_model, *options: str) -> tuple[int, int]:
+    import json
+
+    import cv2
+
+    from polyp_live.realtime.cli import main
+    folder = tmp_path / "frames"
+    folder.mkdir(exist_ok=True)
+    for i in range(6):  # all bright: the brightness model calls every frame a polyp (peak ~0.98)
+        cv2.imwrite(str(folder / f"f{i}.png"), np.full((64, 80, 3), 250, np.uint8))
+    stats = tmp_path / "stats.json"
+    assert main(["--headless", "--quiet", "--source", str(folder), "--model", str(brightness_model), "--roi", "full",
+                 "--smoothing", "none", "--min-area", "0", "--stats-json", str(stats), *options]) == 0
+    counters = json.loads(stats.read_text())["counters"]
+    return counters["polyp_frames"], counters["frames_out"]
+
+
+def test_persistence_option_delays_the_alert(tmp_path, brightness_model):
+    assert _polyp_frames(tmp_path, brightness_model) == (6, 6)  # sidecar without a decision: single frame
+    assert _polyp_frames(tmp_path, brightness_model, "--persistence", "3/4") == (4, 6)
+
+
+def test_score_threshold_option_overrides_the_operating_point(tmp_path, brightness_model):
+    assert _polyp_frames(tmp_path, brightness_model, "--score-threshold", "0.99") == (0, 6)
+
+
+@pytest.mark.parametrize("bad", ["3/2", "0/1", "2", "a/b"])
+def test_bad_persistence_is_an_invalid_option(bad, capsys):
+    from polyp_live.realtime.cli import main
+    with pytest.raises(SystemExit) as info:
+        main(["--persistence", bad])
+    assert info.value.code == 2
+    assert "persistence" in capsys.readouterr().err
