@@ -2,8 +2,9 @@
 
 The server runs in a subprocess (signals and kills go to it). PyTriton 0.7 needs numpy<2, so the
 server's interpreter may differ from the test's: ``POLYP_LIVE_SERVE_PYTHON`` names one with the
-``[serve]`` extra (``.ci/run`` builds it); without it, this interpreter is used if PyTriton works
-here, else the server tests skip. The client side needs only ``tritonclient``.
+``[serve]`` extra (``.ci/run`` builds it); without it, this interpreter if PyTriton works here,
+else the repository's ``.venv-serve`` (the README's server environment), else the server tests
+skip. The client side needs only ``tritonclient``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import TEST_SPEC, decode, make_brightness_model, moving_disc_frames, write_video
+from conftest import ROOT, TEST_SPEC, decode, make_brightness_model, moving_disc_frames, write_video
 
 grpcclient = pytest.importorskip("tritonclient.grpc", reason="needs tritonclient: pip install 'polyp-live[serve]'")
 from tritonclient.utils import InferenceServerException  # noqa: E402
@@ -49,7 +50,8 @@ def serve_python() -> str | None:
         from polyp_live.engines.triton_server import check_numpy_abi
         check_numpy_abi()
     except Exception:  # noqa: BLE001 - missing PyTriton or numpy 2: no server from this interpreter
-        return None
+        beside = ROOT / ".venv-serve" / "bin" / "python"  # the README's server environment
+        return str(beside) if beside.is_file() else None
     return sys.executable
 
 
