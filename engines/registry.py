@@ -26,9 +26,30 @@ def backend_for(model_path: str | Path, backend: str = "auto") -> str:
 
 
 def int8_variant(model_path: str | Path) -> Path:
-    """``model.onnx`` -> ``model.int8.onnx`` (the CPU INT8 model written by tools/quantize.py)."""
+    """Where the CPU INT8 model of ``model.onnx`` (``model.int8.onnx``, made by ``polyp-live quantize``)
+    is, or goes: beside a user's model in a writable folder, else in the user cache (see
+    :mod:`polyp_live.cache`)."""
+    from polyp_live.cache import artefact_path
     path = Path(model_path)
-    return path.with_name(f"{path.stem}.int8{path.suffix}")
+    return artefact_path(path, f"{path.stem}.int8{path.suffix}")
+
+
+def _int8_model(model_path: str | Path) -> Path:
+    """The INT8 model made from ``model_path``; errors say where was looked and how to make it."""
+    from polyp_live.cache import candidates, file_sha256
+    from polyp_live.engines.spec import ModelSpec
+
+    if not Path(model_path).is_file():
+        raise ModelLoadError(f"model file {model_path} not found; pass --model with an existing .onnx")
+    variant = int8_variant(model_path)
+    make = f"polyp-live quantize --model {model_path} --calib DATA (python tools/quantize.py in a checkout)"
+    if not variant.is_file():
+        looked = " and ".join(str(p) for p in candidates(model_path, variant.name))
+        raise ModelLoadError(f"no INT8 model for {model_path} (looked for {looked}); make it once with: {make}")
+    made_from = ModelSpec.load(variant).info.get("source_sha256") if ModelSpec.sidecar_path(variant).is_file() else None
+    if made_from and made_from != file_sha256(model_path):
+        raise ModelLoadError(f"INT8 model {variant} was made from another version of {model_path}; remake it: {make}")
+    return variant
 
 
 def load_backend(model_path: str | Path, backend: str = "auto", threads: int = 0, precision: str = "auto",
@@ -51,11 +72,7 @@ def load_backend(model_path: str | Path, backend: str = "auto", threads: int = 0
     if name == "onnxruntime":
         from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend
         if precision == "int8" and ".int8" not in Path(model_path).suffixes:
-            variant = int8_variant(model_path)
-            if not variant.is_file():
-                raise ModelLoadError(f"no INT8 model {variant} beside {model_path}; create it with "
-                                     f"python tools/quantize.py --onnx {model_path} --calib DATA")
-            model_path = variant
+            model_path = _int8_model(model_path)
         elif precision == "fp16":
             raise ModelLoadError("--precision fp16 is for TensorRT; ONNX Runtime on the CPU runs fp32 or int8")
         return OnnxRuntimeBackend(model_path, threads=threads)

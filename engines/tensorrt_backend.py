@@ -22,7 +22,7 @@ def check_engine_matches(spec: ModelSpec, engine_path: Path, trt_version: str, i
     """Refuse an engine built for another TensorRT or GPU, naming the rebuild command."""
     meta = spec.info.get("engine")
     if not meta:
-        raise ModelLoadError(f"engine {engine_path} has no build metadata in its sidecar; rebuild it with tools/build_engine.py")
+        raise ModelLoadError(f"engine {engine_path} has no build metadata in its sidecar; rebuild it with polyp-live build-engine")
     problems = []
     if meta.get("tensorrt_version") != trt_version:
         problems.append(f"TensorRT {meta.get('tensorrt_version')} (running {trt_version})")
@@ -30,7 +30,7 @@ def check_engine_matches(spec: ModelSpec, engine_path: Path, trt_version: str, i
         problems.append(f"GPU {meta.get('gpu')} sm_{meta.get('compute_capability')} "
                         f"(running {info['gpu']} sm_{info['compute_capability']})")
     if problems:
-        rebuild = (f"python tools/build_engine.py --onnx {meta.get('source_onnx', 'MODEL.onnx')} "
+        rebuild = (f"polyp-live build-engine --model {meta.get('source_onnx', 'MODEL.onnx')} "
                    f"--precision {meta.get('precision', 'fp16')} --out {engine_path}")
         raise ModelLoadError(f"engine {engine_path} was built for {' and '.join(problems)}; rebuild it: {rebuild}")
 
@@ -55,8 +55,8 @@ class TensorRTBackend:
             engine_path = cached_engine_path(path, precision, trt.__version__, info)
             if not engine_path.is_file():
                 if precision == "int8" and calibration is None:
-                    raise ModelLoadError(f"an INT8 engine needs calibration frames; build it first: python tools/build_engine.py "
-                                         f"--onnx {path} --precision int8 --calib DATA --out {engine_path}")
+                    raise ModelLoadError(f"an INT8 engine needs calibration frames; build it first: polyp-live build-engine "
+                                         f"--model {path} --precision int8 --calib DATA --out {engine_path}")
                 build_engine(path, engine_path, precision, calibration)
             path = engine_path
         self.spec = ModelSpec.load(path)
@@ -66,7 +66,7 @@ class TensorRTBackend:
         self.runtime = trt.Runtime(self.logger)
         self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
-            raise ModelLoadError(f"TensorRT could not deserialize {path}; rebuild it with tools/build_engine.py")
+            raise ModelLoadError(f"TensorRT could not deserialize {path}; rebuild it with polyp-live build-engine")
         self.context = self.engine.create_execution_context()
         self.stream = Stream()
         self.inputs, self.outputs = {}, {}

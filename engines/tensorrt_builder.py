@@ -120,8 +120,13 @@ def build_engine(onnx_path: str | Path, out: str | Path, precision: str = "fp16"
 
 
 def cached_engine_path(onnx_path: str | Path, precision: str, trt_version: str, info: dict) -> Path:
-    """Engine cache name beside the ONNX, encoding GPU, compute capability, TensorRT version, precision."""
+    """Cached engine of ``onnx_path``, named for GPU, compute capability, TensorRT version and precision.
+
+    Beside a user's ONNX in a writable folder, else in the user cache keyed by the ONNX's sha256
+    (:mod:`polyp_live.cache`): the bundled model's folder in site-packages is not ours to write.
+    """
+    from polyp_live.cache import artefact_path
     gpu = "".join(ch if ch.isalnum() else "-" for ch in info["gpu"].lower()).strip("-")
     cc = info["compute_capability"].replace(".", "")
     onnx_path = Path(onnx_path)
-    return onnx_path.with_name(f"{onnx_path.stem}.{gpu}-sm{cc}-trt{trt_version}-{precision}.engine")
+    return artefact_path(onnx_path, f"{onnx_path.stem}.{gpu}-sm{cc}-trt{trt_version}-{precision}.engine")

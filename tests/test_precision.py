@@ -118,3 +118,81 @@ def test_calibration_source_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CalibrationError, match="no decodable frames"):
         sample_frames(tmp_path / "empty")
+
+
+# --- polyp-live quantize: where the INT8 model goes and how polyp-live finds it ---------------------
+
+@pytest.fixture
+def calib_video(tmp_path) -> Path:
+    return write_video(tmp_path / "calib.mp4", 12)
+
+
+def test_quantize_writes_beside_a_users_model_and_int8_runs_it(conv_model, calib_video, capsys):
+    from polyp_live.engines.registry import load_backend
+    from polyp_live.tools import quantize
+    assert quantize.main(["--model", str(conv_model), "--calib", str(calib_video), "--calib-count", "8"]) == 0
+    out = conv_model.with_name("conv.int8.onnx")
+    assert f"wrote {out}" in capsys.readouterr().out
+    backend = load_backend(conv_model, precision="int8")
+    assert Path(backend.model_path) == out
+    backend.close()
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out)).graph.node)
+    assert agreement(conv_model, out, frames())[1] >= 0.95
+
+
+def test_quantize_of_a_model_in_a_read_only_folder_goes_to_the_cache_keyed_by_its_hash(
+        conv_model, calib_video, tmp_path, monkeypatch, capsys):
+    import os
+
+    from polyp_live.cache import file_sha256
+    from polyp_live.engines.registry import load_backend
+    from polyp_live.tools import quantize
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    folder = str(conv_model.parent)
+    monkeypatch.setattr(os, "access", lambda path, mode: str(path) != folder)  # the model's folder is read-only
+    assert quantize.main(["--model", str(conv_model), "--calib", str(calib_video), "--calib-count", "8",
+                          "--save-calib"]) == 0
+    cached = tmp_path / "xdg" / "polyp-live" / "models" / f"conv-{file_sha256(conv_model)[:12]}"
+    assert (cached / "conv.int8.onnx").is_file() and (cached / "conv.int8.json").is_file()
+    assert len(list(cached.glob("calib-*.npy"))) == 1
+    assert not conv_model.with_name("conv.int8.onnx").exists()
+    load_backend(conv_model, precision="int8").close()
+    # A changed model has another hash: the old INT8 model is not used for it.
+    retrained = onnx.load(str(conv_model))
+    retrained.doc_string = "retrained"
+    onnx.save(retrained, str(conv_model))
+    from polyp_live.engines.errors import ModelLoadError
+    with pytest.raises(ModelLoadError, match="no INT8 model .*polyp-live quantize --model"):
+        load_backend(conv_model, precision="int8")
+
+
+def test_int8_model_made_from_an_older_model_beside_it_is_refused(conv_model, calib_video):
+    from polyp_live.engines.errors import ModelLoadError
+    from polyp_live.engines.registry import load_backend
+    from polyp_live.tools import quantize
+    assert quantize.main(["--model", str(conv_model), "--calib", str(calib_video), "--calib-count", "8"]) == 0
+    retrained = onnx.load(str(conv_model))  # same name, other bytes
+    retrained.doc_string = "retrained"
+    onnx.save(retrained, str(conv_model))
+    with pytest.raises(ModelLoadError, match="made from another version"):
+        load_backend(conv_model, precision="int8")
+
+
+def test_quantize_option_errors_exit_2_with_one_line(conv_model, capsys):
+    from polyp_live.tools import quantize
+    with pytest.raises(SystemExit) as exit_info:
+        quantize.main(["--model", str(conv_model)])
+    assert exit_info.value.code == 2 and "INT8 needs --calib" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        quantize.main(["--model", str(conv_model), "--fp16", "--out", str(conv_model)])
+    assert exit_info.value.code == 2 and "is the input model" in capsys.readouterr().err
+    assert quantize.main(["--model", str(conv_model.with_name("missing.onnx")), "--fp16"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "missing.onnx not found" in err
+
+
+def test_quantize_accepts_the_old_onnx_option(conv_model, capsys):
+    from polyp_live.tools import quantize
+    assert quantize.main(["--onnx", str(conv_model), "--fp16"]) == 0
+    assert conv_model.with_name("conv.fp16.onnx").is_file()
+    assert "--onnx is deprecated; use --model" in capsys.readouterr().err

@@ -121,15 +121,52 @@ def test_engine_for_another_tensorrt_or_gpu_is_refused_with_the_rebuild_command(
         TensorRTBackend(tmp_path / "m.engine")
     text = str(info.value)
     assert "TensorRT 10.8.0 (running 11.0.0)" in text and "running NVIDIA H100 sm_9.0" in text
-    assert f"python tools/build_engine.py --onnx {brightness_model} --precision fp16 --out {tmp_path / 'm.engine'}" in text
+    assert f"polyp-live build-engine --model {brightness_model} --precision fp16 --out {tmp_path / 'm.engine'}" in text
 
 
 def test_missing_tensorrt_gives_the_install_hint(monkeypatch, brightness_model, tmp_path, capsys):
     install(monkeypatch, FakeCudart(), trt=None)
     from polyp_live.tools import build_engine
-    assert build_engine.main(["--onnx", str(brightness_model), "--out", str(tmp_path / "m.engine")]) == 1
-    err = " ".join(capsys.readouterr().err.split())
-    assert "TensorRT is not installed" in err and "pip install" in err and "pypi.nvidia.com" in err
+    assert build_engine.main(["--model", str(brightness_model), "--out", str(tmp_path / "m.engine")]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1  # one line, not wrapped at 80 columns
+    assert "TensorRT is not installed" in err and "pip install 'polyp-live[tensorrt]'" in err and "pypi.nvidia.com" in err
+
+
+def test_old_onnx_option_still_works_with_a_deprecation_warning(fake_gpu, brightness_model, tmp_path, capsys):
+    from polyp_live.tools import build_engine
+    assert build_engine.main(["--onnx", str(brightness_model), "--precision", "fp32",
+                              "--out", str(tmp_path / "m.engine")]) == 0
+    assert ModelSpec.load(tmp_path / "m.engine").info["engine"]["precision"] == "fp32"
+    assert "--onnx is deprecated; use --model" in capsys.readouterr().err
+
+
+def test_build_engine_without_out_writes_where_the_backend_looks(fake_gpu, brightness_model):
+    from polyp_live.engines.registry import load_backend
+    from polyp_live.tools import build_engine
+    cudart, trt = fake_gpu
+    assert build_engine.main(["--model", str(brightness_model), "--precision", "fp16"]) == 0
+    assert [p.name for p in brightness_model.parent.glob("*.engine")] == ["bright.nvidia-fake-gpu-sm89-trt11.0.0-fp16.engine"]
+    load_backend(brightness_model, "tensorrt").close()  # found, not built again
+    assert sum(1 for c in trt.calls if c[0] == "build_serialized_network") == 1
+
+
+def test_engine_of_a_model_in_a_read_only_folder_is_cached_by_the_models_hash(fake_gpu, brightness_model, tmp_path,
+                                                                              monkeypatch):
+    import os
+    import shutil
+    from polyp_live.cache import file_sha256
+    from polyp_live.engines.registry import load_backend
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    model = shutil.copy(brightness_model, shared / "bright.onnx")
+    shutil.copy(brightness_model.with_suffix(".json"), shared / "bright.json")
+    monkeypatch.setattr(os, "access", lambda path, mode: not str(path).startswith(str(shared)))
+    load_backend(model, "tensorrt").close()
+    folder = tmp_path / "xdg" / "polyp-live" / "models" / f"bright-{file_sha256(model)[:12]}"
+    assert [p.name for p in folder.glob("*.engine")] == ["bright.nvidia-fake-gpu-sm89-trt11.0.0-fp16.engine"]
+    assert not list(shared.glob("*.engine"))
 
 
 def test_no_gpu_and_unsupported_precision(monkeypatch, brightness_model, tmp_path):
@@ -149,9 +186,10 @@ def test_build_engine_help_documents_every_option(capsys):
     with pytest.raises(SystemExit):
         build_engine.parse_args(["--help"])
     text = capsys.readouterr().out
-    for option in ("--onnx", "--precision", "--calib", "--calib-count", "--out", "--workspace", "--timing-cache",
-                   "--validate", "--data"):
+    for option in ("--model", "--precision", "--calib", "--calib-count", "--out", "--workspace", "--timing-cache",
+                   "--validate", "--data", "--version"):
         assert option in text
+    assert "--onnx" not in text  # the deprecated spelling is accepted but not advertised
 
 
 # --- real hardware (skipped here) ----------------------------------------------------------------

@@ -5,41 +5,53 @@ Precision is carried by the graph: fp16 converts the ONNX to FP16 (sigmoid and r
 int8 inserts Q/DQ pairs calibrated on --calib frames (symmetric INT8 activations, per-channel
 weights). The engine gets a sidecar (ENGINE.json) with the TensorRT version, GPU, compute
 capability, precision, input shape and the source ONNX's sha256; polyp-live refuses engines built
-for another TensorRT or GPU and prints the rebuild command.
+for another TensorRT or GPU and prints the rebuild command. Without --out the engine goes where
+polyp-live --backend tensorrt looks for it: beside a --model in a folder you can write, else (the
+bundled model) in the user cache (~/.cache/polyp-live, or $XDG_CACHE_HOME/polyp-live).
 
 Examples:
-    python tools/build_engine.py --onnx engines/models/polyp-unetpp-lite0-256.onnx --precision fp16 --out model.engine
-    python tools/build_engine.py --onnx MODEL.onnx --precision int8 --calib ../shared/data/kvasir-seg \
+    polyp-live build-engine --precision fp16                       # the bundled model, cached
+    polyp-live build-engine --model MODEL.onnx --precision fp16 --out model.engine
+    polyp-live build-engine --model MODEL.onnx --precision int8 --calib ../shared/data/kvasir-seg \\
         --out model-int8.engine --timing-cache trt.cache --validate val
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from polyp_live.arguments import command_parser, deprecated_alias
 
 DICE_LIMITS = {"fp32": 0.99, "fp16": 0.99, "int8": 0.98}
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--onnx", required=True, help="source ONNX model (with its .json sidecar)")
+def parse_args(argv=None):
+    p = command_parser("build-engine", __doc__)
+    p.add_argument("--model", default=None, metavar="PATH",
+                   help="source ONNX model with its .json sidecar (default: the bundled model)")
+    deprecated_alias(p, "--onnx", "--model")
     p.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "int8"), help="engine precision (default fp16)")
-    p.add_argument("--calib", default=None,
+    p.add_argument("--calib", default=None, metavar="SOURCE",
                    help="int8 only: calibration frames from a video, an image folder, a dataset folder (train split) "
                         "or a saved .npy calibration set")
-    p.add_argument("--calib-count", type=int, default=500, help="frames drawn for calibration, spread over the source (default 500)")
-    p.add_argument("--out", required=True, help="engine file to write (its sidecar goes to OUT.json)")
+    p.add_argument("--calib-count", type=int, default=500, metavar="N",
+                   help="frames drawn for calibration, spread over the source (default 500)")
+    p.add_argument("--out", default=None, metavar="PATH",
+                   help="engine file to write, its sidecar goes to PATH.json (default: the cached engine "
+                        "polyp-live --backend tensorrt uses)")
     p.add_argument("--workspace", type=int, default=0, metavar="MB", help="builder workspace limit in MB (default: TensorRT's)")
-    p.add_argument("--timing-cache", default=None, metavar="FILE", help="reuse and update a timing cache to speed up rebuilds")
+    p.add_argument("--timing-cache", default=None, metavar="PATH", help="reuse and update a timing cache to speed up rebuilds")
     p.add_argument("--validate", default=None, metavar="SPLIT",
                    help="after building, compare with ONNX Runtime FP32 on this split of --data; fails under "
                         "mask Dice 0.99 (fp32/fp16) or 0.98 (int8)")
-    p.add_argument("--data", default="../shared/data/kvasir-seg", help="dataset for --validate (default ../shared/data/kvasir-seg)")
-    p.add_argument("--validate-count", type=int, default=50, help="images used by --validate (default 50)")
-    return p.parse_args(argv)
+    p.add_argument("--data", default="../shared/data/kvasir-seg", metavar="DIR",
+                   help="dataset for --validate (default ../shared/data/kvasir-seg)")
+    p.add_argument("--validate-count", type=int, default=50, metavar="N", help="images used by --validate (default 50)")
+    args = p.parse_args(argv)
+    if args.precision == "int8" and not args.calib:
+        p.error("--precision int8 needs --calib SOURCE (a video, an image folder, a dataset or a saved .npy set)")
+    return args
 
 
 def main(argv=None) -> int:
@@ -50,25 +62,34 @@ def main(argv=None) -> int:
     from polyp_live.engines.spec import ModelSpec, ModelSpecError
     from polyp_live.engines.tensorrt_builder import EngineBuildError, build_engine
 
+    from rich.markup import escape
+
+    from polyp_live.resources import bundled_model
+
     console = Console(stderr=True)
+    args.model = args.model or str(bundled_model())
     try:
+        if not Path(args.model).is_file():
+            raise FileNotFoundError(f"model {args.model} not found; pass --model with an .onnx file and its sidecar")
+        if args.out is None:
+            from polyp_live.engines.cuda_memory import gpu_info
+            from polyp_live.engines.tensorrt_builder import cached_engine_path, import_tensorrt
+            args.out = str(cached_engine_path(args.model, args.precision, import_tensorrt().__version__, gpu_info()))
         calibration = None
         if args.precision == "int8":
-            if not args.calib:
-                raise ValueError("--precision int8 needs --calib SOURCE (video, image folder, dataset or .npy)")
             from polyp_live.calibration.frames import build_calibration_set, load_calibration_set
             if args.calib.endswith(".npy"):
                 calibration = load_calibration_set(args.calib)
             else:
-                calibration = build_calibration_set(args.calib, ModelSpec.load(args.onnx), args.calib_count)
-        meta = build_engine(args.onnx, args.out, args.precision, calibration, args.workspace, args.timing_cache,
+                calibration = build_calibration_set(args.calib, ModelSpec.load(args.model), args.calib_count)
+        meta = build_engine(args.model, args.out, args.precision, calibration, args.workspace, args.timing_cache,
                             log=lambda m: console.print(m, highlight=False))
         console.print(f"wrote {args.out}: TensorRT {meta['tensorrt_version']}, {meta['gpu']} "
                       f"(sm_{meta['compute_capability']}), {meta['precision']}, input {meta['input_shape']}")
         if args.validate:
             return validate(args, console)
     except (BackendUnavailableError, ModelLoadError, ModelSpecError, EngineBuildError, FileNotFoundError, ValueError) as exc:
-        console.print(f"[bold red]build_engine: error:[/bold red] {exc}", highlight=False)
+        console.print(f"[bold red]polyp-live build-engine: error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 1
     return 0
 
@@ -85,7 +106,7 @@ def validate(args, console) -> int:
 
     samples = scan(args.data)
     stems = split_stems(args.data, args.validate, samples)[: args.validate_count]
-    reference, engine = OnnxRuntimeBackend(args.onnx), TensorRTBackend(args.out)
+    reference, engine = OnnxRuntimeBackend(args.model), TensorRTBackend(args.out)
     diffs, dices = [], []
     try:
         for stem in stems:
@@ -101,8 +122,8 @@ def validate(args, console) -> int:
     console.print(f"validate on {len(stems)} {args.validate} images: max abs diff {max(diffs):.4f}, "
                   f"mask Dice mean {mean_dice:.4f} min {min(dices):.4f} (limit {limit})")
     if mean_dice < limit:
-        console.print(f"[bold red]build_engine: error:[/bold red] engine masks agree with ONNX Runtime FP32 at Dice "
-                      f"{mean_dice:.4f} < {limit}; do not deploy {args.out}")
+        console.print(f"[bold red]polyp-live build-engine: error:[/bold red] engine masks agree with ONNX Runtime FP32 at Dice "
+                      f"{mean_dice:.4f} < {limit}; do not deploy {args.out}", soft_wrap=True)
         return 1
     return 0
 

@@ -1,68 +1,108 @@
 #!/usr/bin/env python3
 """Calibrate and quantise an ONNX model to INT8 (Q/DQ), or convert it to FP16.
 
-The calibration frames go through the one shared preprocessing and can be saved for reuse. The
-``onnxruntime`` flavour (unsigned activations) is the fast CPU model polyp-live picks with
-``--precision int8``; the ``tensorrt`` flavour (symmetric activations) is what TensorRT's explicit
-quantisation needs (tools/build_engine.py makes it itself).
+The calibration frames go through the one shared preprocessing. The onnxruntime flavour (unsigned
+activations) is the fast CPU model that polyp-live --precision int8 runs; the tensorrt flavour
+(symmetric activations) is what TensorRT's explicit quantisation needs (build-engine makes it
+itself). The result goes beside a --model in a folder you can write, else (the bundled model) into
+the user cache (~/.cache/polyp-live, or $XDG_CACHE_HOME/polyp-live), where polyp-live finds it.
 
 Examples:
-    python tools/quantize.py --onnx engines/models/polyp-unetpp-lite0-256.onnx --calib ../shared/data/kvasir-seg
-    python tools/quantize.py --onnx MODEL.onnx --calib clip.mp4 --calib-count 300 --flavour tensorrt --out m.trt-int8.onnx
-    python tools/quantize.py --onnx MODEL.onnx --fp16 --out MODEL.fp16.onnx
+    polyp-live quantize --calib ../shared/data/kvasir-seg          # the bundled model, once
+    polyp-live --source demo --precision int8                      # then run it
+    polyp-live quantize --model MODEL.onnx --calib clip.mp4 --calib-count 300 --flavour tensorrt
+    polyp-live quantize --model MODEL.onnx --fp16 --out MODEL.fp16.onnx
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+from polyp_live.arguments import command_parser, deprecated_alias
+
+
+def build_parser():
+    p = command_parser("quantize", __doc__)
+    p.add_argument("--model", default=None, metavar="PATH",
+                   help="FP32 ONNX model with its .json sidecar (default: the bundled model)")
+    deprecated_alias(p, "--onnx", "--model")
+    p.add_argument("--calib", default=None, metavar="SOURCE",
+                   help="calibration frames: a video, an image folder, a dataset folder (its train split) or a "
+                        "calibration set saved with --save-calib (.npy)")
+    p.add_argument("--calib-count", type=int, default=500, metavar="N",
+                   help="frames drawn, spread evenly over the source (default 500)")
+    p.add_argument("--save-calib", nargs="?", const="", default=None, metavar="PATH",
+                   help="also keep the calibration set (.npy) for reuse with --calib; without PATH it goes into "
+                        "the model's cache folder")
+    p.add_argument("--flavour", default="onnxruntime", choices=("onnxruntime", "tensorrt"),
+                   help="onnxruntime: the CPU model polyp-live runs (default); tensorrt: symmetric INT8 for "
+                        "TensorRT")
+    p.add_argument("--method", default="minmax", choices=("minmax", "percentile", "entropy"),
+                   help="calibration method (default minmax); an even spread of at most 200 (minmax) or 48 of "
+                        "the frames is used")
+    p.add_argument("--fp16", action="store_true", help="convert to FP16 instead of quantising")
+    p.add_argument("--out", default=None, metavar="PATH",
+                   help="model to write (default MODEL.int8.onnx, MODEL.trt-int8.onnx or MODEL.fp16.onnx, "
+                        "beside MODEL or in the cache)")
+    return p
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--onnx", required=True, help="FP32 ONNX model with its sidecar")
-    p.add_argument("--calib", default=None, help="video, image folder, dataset folder (train split) or saved .npy set")
-    p.add_argument("--calib-count", type=int, default=500, help="frames drawn, spread over the source (default 500)")
-    p.add_argument("--save-calib", default=None, help="also store the calibration set here (.npy) for reuse")
-    p.add_argument("--flavour", default="onnxruntime", choices=("onnxruntime", "tensorrt"))
-    p.add_argument("--method", default="minmax", choices=("minmax", "percentile", "entropy"),
-                   help="calibration method (default minmax); ONNX Runtime uses an even spread of at most 200 (minmax) or 48 of the frames")
-    p.add_argument("--fp16", action="store_true", help="convert to FP16 instead of quantising")
-    p.add_argument("--out", default=None, help="output (default MODEL.int8.onnx for the onnxruntime flavour)")
-    args = p.parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.fp16 and not args.calib:
+        parser.error("INT8 needs --calib SOURCE (a video, an image folder, a dataset folder or a saved .npy set)")
 
-    from polyp_live.calibration.frames import CalibrationError, build_calibration_set, load_calibration_set, save_calibration_set
+    from polyp_live.cache import artefact_path, file_sha256, model_cache_dir
+    from polyp_live.calibration.frames import (CalibrationError, build_calibration_set, load_calibration_set,
+                                               save_calibration_set)
     from polyp_live.calibration.precision import MAX_CALIBRATION_FRAMES, convert_fp16, quantize_int8
     from polyp_live.engines.registry import int8_variant
     from polyp_live.engines.spec import ModelSpec, ModelSpecError
+    from polyp_live.resources import bundled_model
 
+    model = Path(args.model) if args.model else bundled_model()
+    out = None
     try:
-        spec = ModelSpec.load(args.onnx)
+        if not model.is_file():
+            raise FileNotFoundError(f"model {model} not found; pass --model with an .onnx file")
+        spec = ModelSpec.load(model)
         if args.fp16:
-            out = Path(args.out or Path(args.onnx).with_name(Path(args.onnx).stem + ".fp16.onnx"))
-            convert_fp16(args.onnx, out)
-            replace(spec, info={**spec.info, "precision": "fp16"}).save(out)
+            out = Path(args.out) if args.out else artefact_path(model, f"{model.stem}.fp16.onnx")
+        elif args.flavour == "onnxruntime":
+            out = Path(args.out) if args.out else int8_variant(model)
+        else:
+            out = Path(args.out) if args.out else artefact_path(model, f"{model.stem}.trt-int8.onnx")
+        if out.resolve() == model.resolve():
+            parser.error(f"--out {out} is the input model; write the result somewhere else")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        provenance = {"source_model": model.name, "source_sha256": file_sha256(model)}
+        if args.fp16:
+            convert_fp16(model, out)
+            replace(spec, info={**spec.info, **provenance, "precision": "fp16"}).save(out)
             print(f"wrote {out}")
             return 0
-        if not args.calib:
-            raise ValueError("INT8 needs --calib SOURCE (video, image folder, dataset folder or .npy)")
         calib = load_calibration_set(args.calib) if args.calib.endswith(".npy") else \
             build_calibration_set(args.calib, spec, args.calib_count)
-        if args.save_calib:
-            save_calibration_set(calib, args.save_calib)
-        default = int8_variant(args.onnx) if args.flavour == "onnxruntime" else \
-            Path(args.onnx).with_name(Path(args.onnx).stem + ".trt-int8.onnx")
-        out = Path(args.out or default)
-        quantize_int8(args.onnx, out, calib, args.flavour, args.method)
-        replace(spec, info={**spec.info, "precision": f"int8-{args.flavour}", "calibration": {
-            "source": str(args.calib), "frames_drawn": int(len(calib)),
-            "frames_used": int(min(len(calib), MAX_CALIBRATION_FRAMES[args.method])), "method": args.method}}).save(out)
-        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) calibrated on {min(len(calib), MAX_CALIBRATION_FRAMES[args.method])} of {len(calib)} frames from {args.calib}")
+        if args.save_calib is not None:
+            target = Path(args.save_calib) if args.save_calib else \
+                model_cache_dir(model) / f"calib-{Path(args.calib).name}-{len(calib)}.npy"
+            print(f"wrote calibration set {save_calibration_set(calib, target)}")
+        used = int(min(len(calib), MAX_CALIBRATION_FRAMES[args.method]))
+        quantize_int8(model, out, calib, args.flavour, args.method)
+        replace(spec, info={**spec.info, **provenance, "precision": f"int8-{args.flavour}", "calibration": {
+            "source": str(args.calib), "frames_drawn": int(len(calib)), "frames_used": used,
+            "method": args.method}}).save(out)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) calibrated on {used} of {len(calib)} frames "
+              f"from {args.calib}")
     except (CalibrationError, ModelSpecError, FileNotFoundError, ValueError) as exc:
-        print(f"quantize: error: {exc}", file=sys.stderr)
+        print(f"polyp-live quantize: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"polyp-live quantize: error: cannot write {exc.filename or out} ({exc.strerror}); "
+              "pass --out with a writable path", file=sys.stderr)
         return 1
     return 0
 

@@ -1,0 +1,40 @@
+"""The one command-line style every polyp-live command shares.
+
+Vocabulary: ``--model PATH`` is a model file that is read, ``--data DIR`` a dataset, ``--out`` what
+is written. Metavars say what a value is: PATH (a file), DIR (a folder), N (a count), S (seconds),
+MS (milliseconds), P (a probability), URL, NAME. Every command has ``--version``. Old option names
+stay accepted, hidden from ``--help``, with a one-line deprecation warning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def command_parser(command: str, description: str | None) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` for ``polyp-live COMMAND`` with the shared formatting and ``--version``."""
+    from polyp_live import __version__
+    prog = f"polyp-live {command}" if command else "polyp-live"
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"polyp-live {__version__}")
+    return parser
+
+
+class _Deprecated(argparse.Action):
+    """Stores into the new option's destination and warns once that the old spelling is deprecated."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        sys.stderr.write(f"{parser.prog}: warning: {option_string} is deprecated; use {self.new}\n")
+        setattr(namespace, self.dest, values)
+
+
+def deprecated_alias(parser: argparse.ArgumentParser, old: str, new: str, nargs=None) -> None:
+    """Accept ``old`` as a hidden spelling of the option ``new`` (same destination)."""
+    dest = new.lstrip("-").replace("-", "_")
+    parser.add_argument(old, dest=dest, action=_Deprecated, new=new, nargs=nargs, help=argparse.SUPPRESS)
