@@ -16,7 +16,7 @@ Examples:
     python tools/benchmark.py --threads 2 --json docs/benchmark-cpu.json
     python tools/benchmark.py --pipeline --threads 2   # docs/benchmark-pipeline.{json,md}, docs/pipeline-delays.png
     python tools/benchmark.py --checkpoint runs/lite0-256/best.pt --threads 2
-    python tools/benchmark.py --models MODEL.onnx@onnxruntime:fp32 MODEL.onnx@tensorrt:fp16 --source clip.mp4
+    python tools/benchmark.py --model MODEL.onnx@onnxruntime:fp32 MODEL.onnx@tensorrt:fp16 --source clip.mp4
 """
 
 from __future__ import annotations
@@ -99,11 +99,12 @@ def default_entries(model: str, checkpoint: str | None) -> list[str]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=None,
-                   help="entries PATH[@BACKEND[:PRECISION]]; the first is the Dice reference "
-                        "(default: every backend and precision available here)")
-    p.add_argument("--model", default=None, help="ONNX model for the default entries (default: the bundled one)")
+    from polyp_live.arguments import command_parser, deprecated_alias
+    p = command_parser("benchmark", __doc__)
+    p.add_argument("--model", nargs="+", default=None, metavar="PATH[@BACKEND[:PRECISION]]",
+                   help="models to compare, the first is the Dice reference; a bare .onnx runs on every backend "
+                        "and precision available here, a .pt with torch (default: the bundled model)")
+    deprecated_alias(p, "--models", "--model", nargs="+")
     p.add_argument("--checkpoint", default=None, help="also benchmark this .pt with the torch backend")
     p.add_argument("--source", default="../shared/data/kvasir-seg", help="dataset, image folder or video")
     p.add_argument("--split", default="test")
@@ -121,15 +122,20 @@ def main(argv=None) -> int:
     pipe.add_argument("--precisions", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8"])
     pipe.add_argument("--spinning", action="store_true", help="let ONNX Runtime's idle threads spin (default off)")
     pipe.add_argument("--png", default=None, help="delay histogram (default docs/pipeline-delays.png)")
+    pipe.add_argument("--opencv-threads", type=int, default=None, help="OpenCV's thread pool (default 1; 0 = OpenCV's own)")
+    pipe.add_argument("--encoder-threads", type=int, default=None, help="libx264 threads (default 1)")
+    pipe.add_argument("--preset", default=None, help="libx264 preset (default veryfast)")
     args = p.parse_args(argv)
     if args.pipeline:
         from polyp_live.realtime.cli import DEFAULT_MODEL, DEMO_CLIP
         from polyp_live.tools.pipeline_benchmark import run
         docs = Path(__file__).resolve().parents[1] / "docs"
         source = args.source if args.source != p.get_default("source") else str(DEMO_CLIP)
-        run(args.model or str(DEFAULT_MODEL), source, args.frames or 0, args.threads, args.spinning, args.sizes,
+        run(args.model[0] if args.model else str(DEFAULT_MODEL), source, args.frames or 0, args.threads, args.spinning, args.sizes,
             args.modes, args.precisions, args.json or str(docs / "benchmark-pipeline.json"),
-            args.markdown or str(docs / "benchmark-pipeline.md"), args.png or str(docs / "pipeline-delays.png"))
+            args.markdown or str(docs / "benchmark-pipeline.md"), args.png or str(docs / "pipeline-delays.png"),
+            {k: v for k, v in (("opencv_threads", args.opencv_threads), ("encoder_threads", args.encoder_threads),
+                               ("preset", args.preset)) if v is not None})
         return 0
     args.frames = args.frames or 50
 
@@ -143,7 +149,9 @@ def main(argv=None) -> int:
     from polyp_live.training.metrics import image_metrics
 
     console = Console()
-    entries = args.models or default_entries(args.model or str(DEFAULT_MODEL), args.checkpoint)
+    entries = [e for m in (args.model or [str(DEFAULT_MODEL)]) for e in
+               ([m] if "@" in m else [f"{m}@torch"] if Path(m).suffix in (".pt", ".pth") else default_entries(m, None))]
+    entries += [f"{args.checkpoint}@torch"] if args.checkpoint else []
     rows, reference = [], None
     for entry in entries:
         # A fresh process per model: its peak memory is its own and no runtime state leaks across.

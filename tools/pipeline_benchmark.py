@@ -64,16 +64,23 @@ def make_variant(clip: str, size: tuple[int, int] | None, frames: int, folder: P
     return str(out)
 
 
-def run_one(clip: str, model: str, mode: str, frames: int, threads: int, spinning: bool, folder: str) -> dict:
-    """One pipeline run in this (fresh) process; returns its measurements and raw delay samples."""
+def run_one(clip: str, model: str, mode: str, frames: int, threads: int, spinning: bool, folder: str,
+            tuning: dict | None = None) -> dict:
+    """One pipeline run in this (fresh) process; returns its measurements and raw delay samples.
+
+    ``tuning``: ``opencv_threads``, ``encoder_threads`` and ``preset`` (the x264 preset), when given.
+    """
     from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend
-    from polyp_live.realtime.config import OutputConfig, PipelineConfig, SourceConfig
+    from polyp_live.realtime.config import OutputConfig, PerformanceConfig, PipelineConfig, SourceConfig
     from polyp_live.realtime.pipeline import Pipeline
     from polyp_live.realtime.sources import open_source
 
     record = Path(folder) / f"out-{os.getpid()}.mp4"
+    tuning = tuning or {}
+    perf = PerformanceConfig(**{k: tuning[k] for k in ("opencv_threads", "encoder_threads") if k in tuning})
+    output = OutputConfig(record=str(record), **({"record_preset": tuning["preset"]} if "preset" in tuning else {}))
     config = PipelineConfig(source=SourceConfig(source=clip, realtime=mode == "realtime", max_frames=frames),
-                            output=OutputConfig(record=str(record)))
+                            output=output, performance=perf)
     backend = OnnxRuntimeBackend(model, threads=threads, allow_spinning=spinning)
     warm = np.zeros((1, 3, backend.spec.input_height, backend.spec.input_width), np.float32)
     for _ in range(3):  # the first runs allocate and tune; a live system is warm before the first frame
@@ -132,7 +139,8 @@ def row_of(name: str, size: str, precision: str, mode: str, out: dict) -> dict:
 def markdown(rows: list[dict], machine: dict) -> str:
     lines = [f"Machine: {machine['cpu']}, {machine['cores_visible']} cores visible, onnxruntime "
              f"{machine['onnxruntime']}, PyAV {machine['av']}, OpenCV {machine['opencv']}, Python {machine['python']}; "
-             f"intra-op threads {machine['threads'] or 'default'}, spinning {'on' if machine['spinning'] else 'off'}.", "",
+             f"intra-op threads {machine['threads'] or 'default'}, spinning {'on' if machine['spinning'] else 'off'}"
+             + "".join(f", {k} {v}" for k, v in machine["tuning"].items()) + ".", "",
              "| run | source FPS | output FPS | dropped from video | inference Hz | video delay p50/p95/p99 ms | "
              "annotation delay p50/p95/p99 ms | file mode: fraction of 1000/inference p50 | recording frames / s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -176,7 +184,8 @@ def histogram(runs: list[tuple[str, dict]], path: str) -> None:
 
 
 def run(model: str, clip: str, frames: int, threads: int, spinning: bool, sizes: list[str], modes: list[str],
-        precisions: list[str], json_path: str | None, md_path: str | None, png_path: str | None, say=print) -> list[dict]:
+        precisions: list[str], json_path: str | None, md_path: str | None, png_path: str | None,
+        tuning: dict | None = None, say=print) -> list[dict]:
     """Run every combination; write the outputs; return the rows."""
     from polyp_live.engines.registry import int8_variant
     from polyp_live.tools.benchmark import _version, cpu_name
@@ -200,7 +209,7 @@ def run(model: str, clip: str, frames: int, threads: int, spinning: bool, sizes:
                     # A fresh process per run: no runtime state or warm caches leak across runs.
                     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
                         out = pool.submit(run_one, source, models[precision], mode, frames, threads, spinning,
-                                          folder).result()
+                                          folder, tuning).result()
                     rows.append(row_of(name, size, precision, mode, out))
                     runs.append((name, out))
                     r = rows[-1]
@@ -212,7 +221,7 @@ def run(model: str, clip: str, frames: int, threads: int, spinning: bool, sizes:
     import cv2
     machine = {"cpu": cpu_name(), "cores_visible": os.cpu_count(), "python": platform.python_version(),
                "onnxruntime": _version("onnxruntime"), "av": av.__version__, "opencv": cv2.__version__,
-               "threads": threads, "spinning": spinning, "frames": frames, "notes": notes}
+               "threads": threads, "spinning": spinning, "frames": frames, "tuning": tuning or {}, "notes": notes}
     if json_path:
         Path(json_path).write_text(json.dumps({"machine": machine, "runs": rows}, indent=2) + "\n")
     if md_path:
