@@ -97,8 +97,6 @@ def write_repository(model_path: str | Path, out_dir: str | Path, model_name: st
 
     Refuses to touch an existing ``out_dir/<model_name>``. Returns the written paths.
     """
-    import onnx
-
     source = Path(model_path)
     if source.suffix.lower() != ".onnx":
         raise RepositoryError(f"--triton-repository needs an .onnx --model, got {source}; TensorRT engines are "
@@ -109,7 +107,9 @@ def write_repository(model_path: str | Path, out_dir: str | Path, model_name: st
     target = Path(out_dir) / model_name
     if target.exists():
         raise RepositoryError(f"{target} already exists; remove it or choose another --triton-repository DIR")
-    model = wire_model(source, spec)
+    model = wire_model(source, spec)  # raises RepositoryError without the onnx package
+    import onnx
+
     (target / "1").mkdir(parents=True)
     onnx_path = target / "1" / "model.onnx"
     onnx.save(model, str(onnx_path))
