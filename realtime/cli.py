@@ -1,4 +1,4 @@
-"""``polyp-live``: outline polyps live in an endoscope feed or a recorded procedure.
+"""polyp-live: outline polyps live in an endoscope feed or a recorded procedure.
 
 Examples:
     polyp-live --source demo --record out.mp4
@@ -47,26 +47,29 @@ def build_parser() -> argparse.ArgumentParser:
     from polyp_live.realtime.render import STYLES
     from polyp_live.realtime.smoothing import SMOOTHING_MODES
 
-    p = argparse.ArgumentParser(prog="polyp-live", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from polyp_live.arguments import command_parser
+    from polyp_live.commands import usage
+
+    p = command_parser("", __doc__)
+    p.epilog = usage()
     src = p.add_argument_group("source")
-    src.add_argument("--source", default="demo",
+    src.add_argument("--source", default="demo", metavar="SOURCE",
                      help="camera index (0), device (/dev/video0), video file, image folder or glob, "
                           "rtsp:// or http:// URL, or 'demo' for the bundled clip (default)")
-    src.add_argument("--fps", type=options.non_negative, default=0.0, help="frame rate of an image folder (default 30)")
+    src.add_argument("--fps", type=options.non_negative, default=0.0, metavar="FPS", help="frame rate of an image folder (default 30)")
     src.add_argument("--realtime", action="store_true",
                      help="pace a file at its native FPS and drop late frames, like a live feed")
     src.add_argument("--loop", action="store_true", help="replay a file or image folder endlessly")
-    src.add_argument("--max-frames", type=_non_negative_int, default=0, help="stop after N frames (0 = no limit)")
-    src.add_argument("--reconnect-timeout", type=options.non_negative, default=10.0,
+    src.add_argument("--max-frames", type=_non_negative_int, default=0, metavar="N", help="stop after N frames (0 = no limit)")
+    src.add_argument("--reconnect-timeout", type=options.non_negative, default=10.0, metavar="S",
                      help="seconds to keep reconnecting a lost camera or stream before giving up (default 10)")
     mod = p.add_argument_group("model")
-    mod.add_argument("--model", default=str(DEFAULT_MODEL), help="model file (.onnx, .pt); default: the bundled UNet++")
+    mod.add_argument("--model", default=str(DEFAULT_MODEL), metavar="PATH", help="model file (.onnx, .pt); default: the bundled UNet++")
     mod.add_argument("--backend", default="auto", choices=BACKENDS, help="inference runtime (default: from the suffix)")
     mod.add_argument("--precision", default="auto", choices=PRECISIONS,
                      help="auto (fp32 on ONNX Runtime, fp16 on TensorRT), or fp32, fp16 (TensorRT), int8 "
                           "(the model's .int8.onnx on the CPU, a Q/DQ engine on TensorRT)")
-    mod.add_argument("--threads", type=_non_negative_int, default=0, help="CPU inference threads (0 = runtime default)")
+    mod.add_argument("--threads", type=_non_negative_int, default=0, metavar="N", help="CPU inference threads (0 = runtime default)")
     mod.add_argument("--server", default=None, metavar="URL",
                      help="inference server for --backend triton (implied by --server): grpc://HOST:PORT, "
                           "e.g. grpc://localhost:8001 (started with polyp-live-serve)")
@@ -74,17 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("--server-timeout", type=float, default=1.0, metavar="S",
                      help="seconds before a server request counts as lost (default 1.0)")
     seg = p.add_argument_group("segmentation")
-    seg.add_argument("--roi", type=options.roi, default="auto", help="field of view: auto, full or x,y,w,h (default auto)")
+    seg.add_argument("--roi", type=options.roi, default="auto", metavar="ROI", help="field of view: auto, full or x,y,w,h (default auto)")
     seg.add_argument("--smoothing", default="confidence", choices=SMOOTHING_MODES, help="temporal smoothing (default confidence)")
-    seg.add_argument("--smoothing-strength", type=options.fraction, default=0.6, help="0 follows each frame, towards 1 keeps the past (default 0.6)")
-    seg.add_argument("--threshold", type=_unit, default=None, help="switch-on probability (default: the model's)")
-    seg.add_argument("--threshold-low", type=_unit, default=None, help="switch-off probability (default threshold - 0.15)")
+    seg.add_argument("--smoothing-strength", type=options.fraction, default=0.6, metavar="F", help="0 follows each frame, towards 1 keeps the past (default 0.6)")
+    seg.add_argument("--threshold", type=_unit, default=None, metavar="P", help="switch-on probability (default: the model's)")
+    seg.add_argument("--threshold-low", type=_unit, default=None, metavar="P", help="switch-off probability (default threshold - 0.15)")
     seg.add_argument("--score-threshold", type=_unit, default=None, metavar="P",
                      help="presence decision: a region's peak probability must reach P (default: the model's "
                           "operating point)")
     seg.add_argument("--persistence", type=_persistence, default=None, metavar="K/N",
                      help="raise the alert after a polyp on K of the last N frames (default: the model's)")
-    seg.add_argument("--min-area", type=_non_negative_int, default=300, help="drop regions smaller than this many pixels (default 300)")
+    seg.add_argument("--min-area", type=_non_negative_int, default=300, metavar="N", help="drop regions smaller than this many pixels (default 300)")
     seg.add_argument("--no-fill-holes", action="store_true", help="keep holes inside regions")
     out = p.add_argument_group("output")
     out.add_argument("--overlay", default="both", choices=STYLES, help="overlay style (default both)")
@@ -95,11 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     view = out.add_mutually_exclusive_group()
     view.add_argument("--display", action="store_true", help="open a window (q/Esc quit, space pause, o overlay, s snapshot)")
     view.add_argument("--headless", action="store_true", help="no window (automatic when no display exists)")
-    out.add_argument("--record", default=None,
+    out.add_argument("--record", default=None, metavar="PATH",
                      help="write the annotated video here: H.264 in .mp4, .mkv or .mov, true timestamps")
     out.add_argument("--save-masks", default=None, metavar="DIR", help="write one PNG mask per frame into DIR")
     out.add_argument("--stats-json", default=None, metavar="PATH", help="write the timing summary as JSON")
-    out.add_argument("--snapshot-dir", default=".", help="where the s key saves snapshots")
+    out.add_argument("--snapshot-dir", default=".", metavar="DIR", help="where the s key saves snapshots")
     out.add_argument("--quiet", action="store_true", help="no live table in the terminal")
     out.add_argument("--verbose", action="store_true", help="also show OpenCV's and FFmpeg's own log messages")
     return p
@@ -131,7 +134,14 @@ def make_config(args: argparse.Namespace, display: bool) -> PipelineConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``polyp-live`` command; returns the process exit code."""
+    """Entry point of the ``polyp-live`` command; returns the process exit code.
+
+    ``polyp-live COMMAND ...`` (train, quantize, ...) runs that tool; anything else is the live product.
+    """
+    from polyp_live.commands import dispatch
+    code = dispatch(sys.argv[1:] if argv is None else argv)
+    if code is not None:
+        return code
     with SignalGuard() as signals:  # first of all: before the heavy imports in _main
         try:
             return _main(argv, signals)
