@@ -30,6 +30,7 @@ from polyp_live.realtime.errors import OutputError
 CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
 FRAGMENTED = {"mp4", "mov"}
 WAIT = 0.1
+CLOSE_TIMEOUT = 60.0  # seconds the encoder may take to write out its queue when the run ends
 
 
 def exact_fps(fps: float) -> Fraction:
@@ -243,8 +244,19 @@ class VideoRecorder:
         """
         if self._thread is None:
             return
-        self._queue.put(None)
-        self._thread.join()
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        try:
+            self._queue.put(None, timeout=CLOSE_TIMEOUT)
+        except queue.Full:
+            pass
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            # The disk stopped answering: leave the thread and the partial file alone rather than
+            # close a container that is still being written.
+            self.error = OutputError(f"the recording {self.path} did not finish writing within {CLOSE_TIMEOUT:g} s; "
+                                     f"what was written is in {self.tmp}; check the disk")
+            self._thread = None
+            return
         self._thread = None
         try:
             self.container.close()
