@@ -1,60 +1,94 @@
 #!/usr/bin/env python3
 """Export a training checkpoint to ONNX with its JSON sidecar, and check parity on real images.
 
+The model is written under a partial name and only takes its place once torch and ONNX Runtime
+agree on --parity-images images of --data (max abs difference and mask Dice); an existing --out is
+replaced only with --force, so the shipped model is never overwritten by accident. Needs the
+[train] extra (torch).
+
 Example:
-    python tools/export_onnx.py --checkpoint runs/lite0-256/best.pt \
-        --out engines/models/polyp-unetpp-lite0-256.onnx --threshold 0.5 \
-        --metrics runs/eval-test/test_summary.json
+    polyp-live export --model runs/lite0-256/best.pt --out runs/lite0-256/model.onnx \\
+        --threshold 0.60 --metrics runs/eval-test/test_summary.json
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
+from polyp_live.arguments import command_parser, deprecated_alias
+
+
+def build_parser():
+    p = command_parser("export", __doc__)
+    p.add_argument("--model", default=None, metavar="PATH", help="checkpoint to export (best.pt from polyp-live train)")
+    deprecated_alias(p, "--checkpoint", "--model")
+    p.add_argument("--out", required=True, metavar="PATH", help="the .onnx to write (its .json sidecar goes beside it)")
+    p.add_argument("--force", action="store_true", help="replace --out when it exists")
+    p.add_argument("--threshold", type=float, default=None, metavar="P",
+                   help="default pixel threshold stored in the sidecar (default: the threshold of --metrics, "
+                        "else 0.5)")
+    p.add_argument("--metrics", default=None, metavar="PATH",
+                   help="evaluation summary JSON (polyp-live evaluate) to record in the sidecar")
+    p.add_argument("--data", default="../shared/data/kvasir-seg", metavar="DIR",
+                   help="dataset for the parity check (default ../shared/data/kvasir-seg)")
+    p.add_argument("--split", default="val", metavar="SPLIT", help="split whose images are used for parity (default val)")
+    p.add_argument("--parity-images", type=int, default=16, metavar="N", help="images in the parity check (default 16)")
+    return p
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="best.pt from tools/train.py")
-    p.add_argument("--out", required=True, help="the .onnx to write (the sidecar .json goes next to it)")
-    p.add_argument("--threshold", type=float, default=0.5, help="default decision threshold stored in the sidecar")
-    p.add_argument("--data", default="../shared/data/kvasir-seg", help="dataset for the parity check")
-    p.add_argument("--split", default="val", help="split whose images are used for parity (default val)")
-    p.add_argument("--parity-images", type=int, default=16)
-    p.add_argument("--metrics", default=None, help="evaluation summary JSON to record in the sidecar")
-    args = p.parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.model:
+        parser.error("--model PATH is required: the checkpoint (.pt) to export")
+    out, model = Path(args.out), Path(args.model)
+    if out.suffix.lower() != ".onnx":
+        parser.error(f"--out {out} must end in .onnx")
+    if out.exists() and not args.force:
+        parser.error(f"--out {out} exists; pass --force to replace it, or choose another path")
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        parser.error(f"--threshold {args.threshold:g} is not between 0 and 1")
 
-    from rich.console import Console
+    def fail(message: str, code: int) -> int:
+        print(f"polyp-live export: error: {message}", file=sys.stderr)
+        return code
 
+    from polyp_live.commands import missing_extra
     from polyp_live.training.dataset import DatasetError, read_pair, scan, split_stems
-    from polyp_live.training.export import ParityError, check_parity, export_onnx
-
-    console = Console()
     try:
-        info = {}
+        from polyp_live.training.export import ParityError, check_parity, export_onnx
+    except ImportError as exc:  # torch is the [train] extra
+        return fail(missing_extra(exc, "export") or str(exc), 2)
+
+    partial = out.with_name(f".{out.stem}.partial.onnx")
+    try:
+        if not model.is_file():
+            return fail(f"checkpoint {model} not found; pass --model with a .pt file from polyp-live train", 2)
+        info, threshold = {}, args.threshold
         if args.metrics:
             summary = json.loads(Path(args.metrics).read_text())
             info["metrics"] = {"split": summary["split"], "images": summary["images"],
                                "threshold": summary["threshold"], "mean": summary["mean"], "pooled": summary["pooled"]}
-        spec = export_onnx(args.checkpoint, args.out, args.threshold, info)
+            threshold = summary["threshold"] if threshold is None else threshold
+        spec = export_onnx(model, partial, 0.5 if threshold is None else threshold, info)
         samples = scan(args.data)
         stems = split_stems(args.data, args.split, samples)[: args.parity_images]
-        images = [read_pair(samples[s])[0] for s in stems]
-        parity = check_parity(args.checkpoint, args.out, images)
+        parity = check_parity(model, partial, [read_pair(samples[s])[0] for s in stems])
+        spec.save(out)
+        partial.replace(out)
     except ParityError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        Path(args.out).unlink(missing_ok=True)
-        return 1
-    except (DatasetError, FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        return 2
-    size = Path(args.out).stat().st_size / 1e6
-    console.print(f"wrote {args.out} ({size:.1f} MB, input 1x3x{spec.input_height}x{spec.input_width}) and its sidecar")
-    console.print(f"parity on {parity['images']} {args.split} images: max abs diff {parity['max_abs_diff']:.2e}, "
-                  f"mask Dice min {parity['min_mask_dice']:.4f} mean {parity['mean_mask_dice']:.4f}")
+        return fail(str(exc), 1)
+    except (DatasetError, FileNotFoundError, KeyError, ValueError) as exc:
+        return fail(f"{exc}", 2)
+    finally:  # a failed export leaves nothing behind; a finished one has been renamed already
+        partial.unlink(missing_ok=True)
+        partial.with_suffix(".json").unlink(missing_ok=True)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, input 1x3x{spec.input_height}x{spec.input_width}, "
+          f"threshold {spec.threshold:g}) and its sidecar")
+    print(f"parity on {parity['images']} {args.split} images: max abs diff {parity['max_abs_diff']:.2e}, "
+          f"mask Dice min {parity['min_mask_dice']:.4f} mean {parity['mean_mask_dice']:.4f}")
     return 0
 
 

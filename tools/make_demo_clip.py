@@ -6,12 +6,11 @@ focus blur) and is placed in an endoscope-style field of view with black margins
 text, at 1280x720 and 29.97 FPS. Test-split images only: the shipped model never trained on them.
 
 Example:
-    python tools/make_demo_clip.py --data ../shared/data/kvasir-seg --out realtime/assets/demo.mp4
+    polyp-live make-demo --data ../shared/data/kvasir-seg --out realtime/assets/demo.mp4
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -19,8 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-
-from polyp_live.training.dataset import read_pair, scan, split_stems  # noqa: E402
+from polyp_live.arguments import command_parser
+from polyp_live.training.dataset import read_pair, scan, split_stems
 
 WIDTH, HEIGHT = 1280, 720
 FPS = 30000 / 1001
@@ -70,12 +69,14 @@ def render(image: np.ndarray, t: float, seed: int, fov: np.ndarray, fov_box, fra
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="../shared/data/kvasir-seg")
-    p.add_argument("--out", default="realtime/assets/demo.mp4")
-    p.add_argument("--images", type=int, default=5, help="how many test-split images (default 5)")
-    p.add_argument("--seconds", type=float, default=3.0, help="seconds per image (default 3)")
-    p.add_argument("--seed", type=int, default=7)
+    p = command_parser("make-demo", __doc__)
+    p.add_argument("--data", default="../shared/data/kvasir-seg", metavar="DIR",
+                   help="Kvasir-SEG folder (images/, masks/, splits/); default ../shared/data/kvasir-seg")
+    p.add_argument("--out", default="realtime/assets/demo.mp4", metavar="PATH",
+                   help="clip to write (default realtime/assets/demo.mp4, the bundled clip in a checkout)")
+    p.add_argument("--images", type=int, default=5, metavar="N", help="how many test-split images (default 5)")
+    p.add_argument("--seconds", type=float, default=3.0, metavar="S", help="seconds per image (default 3)")
+    p.add_argument("--seed", type=int, default=7, metavar="N", help="picks the images and the camera paths (default 7)")
     args = p.parse_args(argv)
 
     samples = scan(args.data)
