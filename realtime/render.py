@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -41,6 +42,18 @@ class HudInfo:
     message: str = ""
 
 
+_local = threading.local()
+
+
+def _scratch(shape: tuple[int, ...]) -> np.ndarray:
+    """A uint8 work buffer of ``shape`` from a per-thread buffer that only grows."""
+    need = int(np.prod(shape))
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf.size < need:
+        buf = _local.buf = np.empty(max(need, 1), np.uint8)
+    return buf[:need].reshape(shape)
+
+
 def overlay(frame: np.ndarray, detection: Detection, prob: np.ndarray | None, roi, config: RenderConfig) -> np.ndarray:
     """Draw the segmentation in ``config.style`` onto ``frame`` in place and return it.
 
@@ -55,9 +68,13 @@ def overlay(frame: np.ndarray, detection: Detection, prob: np.ndarray | None, ro
         cv2.addWeighted(heat, config.alpha + 0.1, region, 1 - config.alpha - 0.1, 0, dst=region)
     if style in ("fill", "both") and detection.present:
         # Blend only inside the detections' bounding boxes: cheap at 1080p when polyps are small.
+        tint = tuple(float(c) * config.alpha for c in config.color) + (0.0,)
         for x, y, w, h in detection.boxes:
             region, mask = out[y:y + h, x:x + w], detection.mask[y:y + h, x:x + w]
-            tinted = cv2.addWeighted(region, 1 - config.alpha, np.full_like(region, config.color), config.alpha, 0)
+            # region * (1 - alpha) + colour * alpha, in a reused buffer: no allocation per frame.
+            tinted = _scratch(region.shape)
+            cv2.convertScaleAbs(region, dst=tinted, alpha=1 - config.alpha)
+            cv2.add(tinted, tint, dst=tinted)
             cv2.copyTo(tinted, mask, region)
     if style in ("contour", "both", "heatmap") and detection.contours:
         thickness = max(2, frame.shape[0] // 360)
