@@ -18,7 +18,7 @@ def command_parser(command: str, description: str | None) -> argparse.ArgumentPa
     prog = f"polyp-live {command}" if command else "polyp-live"
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"polyp-live {__version__}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 
