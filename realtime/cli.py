@@ -273,6 +273,7 @@ def _main(argv: list[str] | None, signals: SignalGuard) -> int:
     for note in _source_notes(pipeline):
         console.print(escape(note), highlight=False, soft_wrap=True)
     if interrupted["signal"] is not None:
+        signals.signum = interrupted["signal"]  # the guard then ignores late signals until the exit
         name = signal.Signals(interrupted["signal"]).name
         done = "; the recording is finalised" if recorder is not None and recorder.finalised else ""
         console.print(f"stopped by {name}{done}", highlight=False)

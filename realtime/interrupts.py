@@ -51,8 +51,11 @@ class SignalGuard:
         return self
 
     def __exit__(self, *exc) -> None:
+        # After a signal the command is on its way out with 128 + N: a late second signal (SIGTERM
+        # then SIGINT, a closing terminal) must not turn that into a KeyboardInterrupt traceback.
+        # Otherwise the caller's handlers come back (tests run main() inside pytest).
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, signal.SIG_IGN if self.signum is not None else handler)
         self._previous.clear()
 
     def _handle(self, signum: int, _frame) -> None:
