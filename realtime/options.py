@@ -51,6 +51,14 @@ def non_negative(text: str) -> float:
     return value
 
 
+def positive(text: str) -> float:
+    """A finite number > 0 (timeouts that must allow some time)."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not above 0")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     """A whole number >= 0 (counts, pixels, threads)."""
     try:

@@ -238,6 +238,7 @@ def test_stats_json_on_a_full_disk_is_one_line_and_exit_1(capsys, clip, tmp_path
     ["--threshold", "0.4", "--threshold-low", "0.6"], ["--roi", "0,0,0,0"], ["--roi", "a,b"],
     ["--smoothing-strength", "1.5"], ["--smoothing-strength", "1"], ["--precision", "fp16"], ["--fps", "-1"],
     ["--reconnect-timeout", "-2"], ["--fps", "inf"], ["--fps", "nan"], ["--max-frames", "many"],
+    ["--server-timeout", "-1"], ["--server-timeout", "inf"],
 ])
 def test_invalid_option_values_exit_2_with_one_line(capsys, clip, brightness_model, args):
     with pytest.raises(SystemExit) as info:
