@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--max-annotation-age", type=_positive_ms, default=250.0, metavar="MS",
                      help="live and --realtime: do not draw a mask computed on a frame older than this; the HUD "
                           "says the annotation is stale (default 250)")
+    out.add_argument("--motion-shift", action="store_true",
+                     help="live and --realtime: move a mask computed on an earlier frame by the camera's motion since")
     view = out.add_mutually_exclusive_group()
     view.add_argument("--display", action="store_true", help="open a window (q/Esc quit, space pause, o overlay, s snapshot)")
     view.add_argument("--headless", action="store_true", help="no window (automatic when no display exists)")
@@ -127,7 +129,8 @@ def make_config(args: argparse.Namespace, display: bool) -> PipelineConfig:
                                   threshold=args.threshold, threshold_low=args.threshold_low),
         postprocess=PostprocessConfig(min_area=args.min_area, fill_holes=not args.no_fill_holes),
         decision=_decision_overrides(args),
-        render=RenderConfig(style=args.overlay, hud=not args.no_hud, max_annotation_age_ms=args.max_annotation_age),
+        render=RenderConfig(style=args.overlay, hud=not args.no_hud, max_annotation_age_ms=args.max_annotation_age,
+                            motion_shift=args.motion_shift),
         output=OutputConfig(record=args.record, save_masks=args.save_masks, stats_json=args.stats_json,
                             snapshot_dir=args.snapshot_dir),
         display=display, quiet=args.quiet)

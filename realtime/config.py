@@ -56,6 +56,8 @@ class RenderConfig:
     # Live sources and --realtime: a mask computed on a frame captured longer ago than this is not
     # drawn (the HUD says the annotation is stale), so a stuck model never shows an old outline.
     max_annotation_age_ms: float = 250.0
+    # Live: move an earlier frame's mask by the camera's global motion since (phase correlation).
+    motion_shift: bool = False
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from polyp_live.realtime.config import PipelineConfig
+from polyp_live.realtime.motion import Thumb, estimate_shift, shift_detection
 from polyp_live.realtime.recorder import MaskWriter, VideoRecorder
 from polyp_live.realtime.render import HudInfo, draw_hud, overlay
 from polyp_live.realtime.segmenter import SegmentationResult
@@ -33,10 +34,12 @@ class Annotation:
     source_index: int
     name: str | None
     arrival: float          # capture time of the annotated frame (perf_counter)
+    thumb: Thumb | None = None  # the annotated frame's field of view, small and grey (--motion-shift)
 
     @classmethod
-    def of(cls, frame: Frame, result: SegmentationResult) -> "Annotation":
-        return cls(result, frame.index, frame.source_index, frame.name, frame.arrival)
+    def of(cls, frame: Frame, result: SegmentationResult, motion: bool = False) -> "Annotation":
+        thumb = Thumb(frame.image, result.roi) if motion else None
+        return cls(result, frame.index, frame.source_index, frame.name, frame.arrival, thumb)
 
 
 class AnnotationSlot:
@@ -142,7 +145,11 @@ class OutputStage:
         present = drawn is not None and drawn.result.present
         if drawn is not None and self.view.overlay:
             r = drawn.result
-            overlay(canvas, r.detection, r.prob, r.roi, cfg.render)
+            detection = r.detection
+            if drawn.thumb is not None and drawn.frame_index != frame.index and detection.present:
+                dx, dy = estimate_shift(drawn.thumb, Thumb(frame.image, drawn.thumb.roi))
+                detection = shift_detection(detection, dx, dy)
+            overlay(canvas, detection, r.prob, r.roi, cfg.render)
         if cfg.render.hud:
             hud = HudInfo(self.stats.rolling_fps(), self.stats.rolling_ms("video_delay"),
                           1000 * (t - drawn.arrival) if drawn is not None else None, self._inference_ms,

@@ -198,7 +198,7 @@ class Pipeline:
         for step in ("preprocess", "inference", "postprocess"):
             self.stats.record(step, result.timings[step])
         self.stats.count("inferred")
-        return Annotation.of(frame, result)
+        return Annotation.of(frame, result, motion=self.config.render.motion_shift)
 
     def _infer_live(self) -> None:
         try:
