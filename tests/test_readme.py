@@ -1,0 +1,118 @@
+"""The README's commands use only options the commands have (as their --help lists them)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shlex
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+from polyp_live.commands import COMMANDS
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+OPTION = re.compile(r"^--[a-z0-9][a-z0-9-]*")
+
+
+def shell_lines(markdown: str) -> list[str]:
+    """Every command line of the README's bash blocks: continuations joined, comments dropped,
+    chains (&&, ||, ;, |) split."""
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", markdown, flags=re.S):
+        text = re.sub(r"\\\n\s*", " ", block)
+        for line in text.splitlines():
+            line = line.split(" #", 1)[0].strip()
+            if line and not line.startswith("#"):
+                lines += [part.strip() for part in re.split(r"&&|\|\||;|\|", line) if part.strip()]
+    return lines
+
+
+def command_of(line: str) -> tuple[str, list[str]] | None:
+    """(command, the options used) for a polyp-live or tools line, else None."""
+    words = shlex.split(line)
+    if not words:
+        return None
+    program = Path(words[0]).name
+    if program == "polyp-live" and len(words) > 1 and words[1] in COMMANDS:
+        name, rest = words[1], words[2:]
+    elif program == "polyp-live":
+        name, rest = "", words[1:]
+    elif program == "polyp-live-serve":
+        name, rest = "serve", words[1:]
+    elif program.startswith("python") and len(words) > 1 and words[1].startswith("tools/"):
+        module = "polyp_live.tools." + Path(words[1]).stem
+        name = next(n for n, c in COMMANDS.items() if c.module == module)
+        rest = words[2:]
+    else:
+        return None
+    return name, [OPTION.match(w).group(0) for w in rest if OPTION.match(w)]
+
+
+@lru_cache(maxsize=None)
+def help_text(name: str) -> str:
+    """What ``polyp-live [NAME] --help`` prints (skipped when the command's extra is not installed)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        if name:
+            from polyp_live.commands import run
+            code = run(name, ["--help"])
+            if code == 2:  # its extra is missing here: one line on stderr, no help
+                pytest.skip(f"polyp-live {name} needs an extra that is not installed")
+        else:
+            from polyp_live.realtime.cli import main
+            main(["--help"])
+    return out.getvalue()
+
+
+def listed(name: str) -> set[str]:
+    return set(re.findall(r"(?<![\w-])--[a-z0-9][a-z0-9-]*", help_text(name)))
+
+
+def readme_commands() -> list[tuple[str, list[str], str]]:
+    found = [(*parsed, line) for line in shell_lines(README.read_text()) if (parsed := command_of(line))]
+    return found
+
+
+def test_the_readme_has_commands_to_check():
+    names = {name for name, _, _ in readme_commands()}
+    # the quick start's live command, and the tools most readers run
+    assert {"", "quantize", "export", "build-engine", "train", "evaluate"} <= names
+
+
+@pytest.mark.parametrize("name,options,line", readme_commands(), ids=lambda v: v if isinstance(v, str) else None)
+def test_readme_command_uses_only_options_its_help_lists(name, options, line):
+    unknown = sorted(set(options) - listed(name))
+    assert not unknown, f"README line {line!r} uses {unknown}, which `polyp-live {name} --help` does not list"
+
+
+def test_options_table_names_only_real_options_of_polyp_live():
+    text = README.read_text()
+    table = text[text.index("### Options"):text.index("Bad input ends")]
+    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `--")]
+    used = {m for row in rows for m in re.findall(r"--[a-z0-9][a-z0-9-]*", row)}
+    assert len(rows) > 15
+    assert used <= listed(""), sorted(used - listed(""))
+
+
+def test_quick_start_is_two_commands_and_installs_torch_from_the_cpu_index():
+    text = README.read_text()
+    quick = text[text.index("## Quick start"):text.index("## Usage")]
+    block = re.search(r"```bash\n(.*?)```", quick, flags=re.S).group(1)
+    commands = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+    assert len(commands) == 2
+    assert commands[0].startswith("pip install . && polyp-live --source demo")
+    assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in commands[1]
+
+
+def test_no_readme_command_writes_over_the_shipped_model():
+    shipped = "engines/models/polyp-unetpp-lite0-256"
+    for name, _, line in readme_commands():
+        words = shlex.split(line)
+        for flag in ("--out",):
+            if flag in words:
+                target = words[words.index(flag) + 1]
+                assert not target.startswith(shipped), f"README line {line!r} writes {target}"
