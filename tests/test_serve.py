@@ -287,6 +287,28 @@ def test_malformed_requests_are_rejected_and_the_server_keeps_serving(server):
 
 
 @pytest.mark.serve
+def test_load_test_reports_each_room_and_the_server_batches(tmp_path, server):
+    from polyp_live.tools import load_test
+
+    data = tmp_path / "frames"
+    data.mkdir()
+    for i, frame in enumerate(moving_disc_frames(4)):
+        cv2.imwrite(str(data / f"{i}.png"), frame)
+    out = tmp_path / "load"
+    metrics = f"http://127.0.0.1:{server.ports['metrics']}/metrics"
+    assert load_test.main(["--server", server.url, "--metrics", metrics, "--rooms", "1,2", "--fps", "10",
+                           "--duration", "1", "--timeout", "10", "--data", str(data), "--out", str(out)]) == 0
+    report = json.loads((out / "load_test.json").read_text())
+    assert [s["rooms"] for s in report["steps"]] == [1, 2] and report["input"] == [32, 32, 3]
+    for step in report["steps"]:
+        assert len(step["per_room"]) == step["rooms"] and all(r["ok"] > 0 for r in step["per_room"])
+        assert step["errors"] == 0 and step["timeouts"] == 0 and step["latency_ms"]["p95"] > 0
+        assert step["server"]["executions"] > 0 and step["server"]["mean_batch"] >= 1.0
+    if (out / "load_test.png").exists():
+        assert cv2.imread(str(out / "load_test.png")) is not None
+
+
+@pytest.mark.serve
 def test_serve_refuses_a_taken_port_in_one_line(server, served_model):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
