@@ -154,12 +154,18 @@ class CameraSource(FrameSource):
         self.fps, self.size = feed.fps, feed.size
 
     def read(self) -> np.ndarray | None:
+        """The newest frame not yet handed out; :class:`SignalLost` when the device failed or no new
+        frame came within the stall limit; ``None`` once :meth:`interrupt` was called."""
         feed = self._feed
+        if self.cancel.is_set():
+            return None  # the run is stopping: no more frames, which is not a lost signal
         if feed is None:
             raise SignalLost(self.description)
         with feed.cond:
             while feed.seq == self._taken:
-                if feed.ended or self.cancel.is_set():
+                if self.cancel.is_set():
+                    return None
+                if feed.ended:
                     raise SignalLost(self.description)
                 since = feed.last_time if feed.seq >= 0 else feed.opened_at
                 limit = feed.stall_limit(self.fps) if feed.seq >= 0 else max(FIRST_FRAME_S, feed.stall_limit(self.fps))
