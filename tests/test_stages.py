@@ -108,3 +108,20 @@ def test_ntsc_rates_are_kept_exact():
     assert exact_fps(29.97) == pytest.approx(30000 / 1001)
     assert exact_fps(59.94) == pytest.approx(60000 / 1001)
     assert exact_fps(25.0) == 25.0
+
+
+def test_hud_goes_into_the_side_margin_and_leaves_the_field_of_view_untouched():
+    from polyp_live.realtime.render import HudInfo, draw_hud, hud_panel
+
+    roi = (168, 8, 944, 704)  # the demo clip's field of view: black margins left and right
+    x, y, w, outside = hud_panel((1280, 720), roi)
+    assert outside and x >= 168 + 944 and x + w <= 1280
+    frame = np.full((720, 1280, 3), 90, np.uint8)
+    hud = HudInfo(29.9, 6.0, 80.0, 20.0, "polyp-unetpp-lite0-256", "int8", "onnxruntime:CPU")
+    draw_hud(frame, hud, present=True, roi=roi)
+    rx, ry, rw, rh = roi
+    assert np.all(frame[ry:ry + rh, rx:rx + rw] == 90)   # nothing drawn over the image
+    assert np.any(frame[:, rx + rw:] != 90)             # the panel is there
+    # Without margins the panel sits in the top-left corner, over the image.
+    assert hud_panel((1280, 720), (0, 0, 1280, 720))[3] is False
+    assert hud_panel((1280, 720), None)[:2] == hud_panel((1280, 720), (0, 0, 1280, 720))[:2]
