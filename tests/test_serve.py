@@ -24,18 +24,22 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, TEST_SPEC, decode, make_brightness_model, moving_disc_frames, write_video
+from conftest import ROOT, decode, make_brightness_model, moving_disc_frames, write_video
 
 grpcclient = pytest.importorskip("tritonclient.grpc", reason="needs tritonclient: pip install 'polyp-live[serve]'")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from polyp_live.engines.errors import (InferenceUnavailable, ServerUnreachableError)  # noqa: E402
 from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
+from polyp_live.engines.spec import ModelSpec  # noqa: E402
 from polyp_live.engines.preprocess import preprocess, resize_for_model  # noqa: E402
 from polyp_live.engines.triton_backend import LOST_STATUS, TritonBackend  # noqa: E402
 from polyp_live.realtime.cli import main  # noqa: E402
 
-SERVED_THRESHOLD = 0.45  # differs from TEST_SPEC's 0.5: proves the client takes the spec from the server
+# Per-channel mean/std that differ, so a wrong colour order or normalisation anywhere on the served
+# path changes the probabilities; threshold 0.45 (not 0.5) proves the client takes the server's spec.
+SERVED_SPEC = ModelSpec(input_height=32, input_width=32, color_order="RGB", mean=(0.1, 0.3, 0.5),
+                        std=(0.6, 0.4, 0.2), output="probability", threshold=0.45, input_name="image")
 START_TIMEOUT = 240.0    # bounds a hung start on a loaded 2-core machine; not a speed requirement
 
 
@@ -120,8 +124,15 @@ class ServerProcess:
 
 @pytest.fixture(scope="session")
 def served_model(tmp_path_factory) -> Path:
-    spec = TEST_SPEC.__class__(**{**TEST_SPEC.__dict__, "threshold": SERVED_THRESHOLD})
-    return make_brightness_model(tmp_path_factory.mktemp("served") / "bright.onnx", spec=spec)
+    return make_brightness_model(tmp_path_factory.mktemp("served") / "bright.onnx", spec=SERVED_SPEC)
+
+
+def probe_images() -> list[np.ndarray]:
+    """Moving-disc frames at model size plus solid colours whose probability depends on channel order."""
+    images = [resize_for_model(f, SERVED_SPEC) for f in moving_disc_frames(4)]
+    for bgr in ((200, 100, 30), (30, 100, 200), (90, 160, 120)):
+        images.append(np.full((32, 32, 3), bgr, np.uint8))
+    return images
 
 
 @pytest.fixture(scope="session")
@@ -170,7 +181,7 @@ def test_http_server_url_is_refused_with_the_grpc_form(capsys, brightness_model)
     assert code == 1 and "grpc://HOST:PORT" in err
 
 
-def test_repository_model_takes_the_wire_format_and_matches_local_backend(tmp_path, brightness_model):
+def test_repository_model_takes_the_wire_format_and_matches_local_backend(tmp_path, served_model):
     pytest.importorskip("onnx")
     import onnxruntime as ort
     from google.protobuf import text_format
@@ -179,24 +190,23 @@ def test_repository_model_takes_the_wire_format_and_matches_local_backend(tmp_pa
     from polyp_live.engines.triton_repository import RepositoryError, write_repository
     from polyp_live.engines.triton_wire import spec_from_parameter
 
-    config_path, onnx_path = write_repository(brightness_model, tmp_path / "repo", max_batch=4)
+    config_path, onnx_path = write_repository(served_model, tmp_path / "repo", max_batch=4)
     config = text_format.Parse(config_path.read_text(), model_config_pb2.ModelConfig())
     assert config.backend == "onnxruntime" and config.max_batch_size == 4
     assert [i.name for i in config.input] == ["image"] and list(config.input[0].dims) == [32, 32, 3]
     assert config.input[0].data_type == model_config_pb2.TYPE_UINT8
     assert [o.name for o in config.output] == ["probability"] and config.output[0].data_type == model_config_pb2.TYPE_FP16
-    assert spec_from_parameter(config.parameters["polyp_live_spec"].string_value) == TEST_SPEC
+    assert spec_from_parameter(config.parameters["polyp_live_spec"].string_value) == SERVED_SPEC
 
-    images = np.stack([resize_for_model(f, TEST_SPEC) for f in moving_disc_frames(3)])
-    images[1] = images[1][..., ::-1]  # a colour-asymmetric image: a channel-order mistake would show
+    images = np.stack(probe_images())
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    out = session.run(None, {"image": images})[0]
-    assert out.shape == (3, 32, 32) and out.dtype == np.float16
-    local = OnnxRuntimeBackend(brightness_model)
+    out = session.run(None, {"image": images})[0]  # the whole batch in one call
+    assert out.shape == (len(images), 32, 32) and out.dtype == np.float16
+    local = OnnxRuntimeBackend(served_model)
     for image, prob in zip(images, out):
-        assert np.abs(prob.astype(np.float32) - local.infer(preprocess(image, TEST_SPEC))).max() < 2e-3
+        assert np.abs(prob.astype(np.float32) - local.infer(preprocess(image, SERVED_SPEC))).max() < 2e-3
     with pytest.raises(RepositoryError, match="already exists"):
-        write_repository(brightness_model, tmp_path / "repo")
+        write_repository(served_model, tmp_path / "repo")
 
 
 def test_repository_refuses_a_non_onnx_model(tmp_path):
@@ -206,19 +216,19 @@ def test_repository_refuses_a_non_onnx_model(tmp_path):
         write_repository(tmp_path / "model.engine", tmp_path / "repo")
 
 
-def test_batch_runner_matches_local_backend_and_refuses_wrong_input(brightness_model):
+def test_batch_runner_matches_local_backend_and_refuses_wrong_input(served_model):
     from polyp_live.engines.triton_server import BatchRunner
     from polyp_live.engines.triton_wire import denormalize
 
-    backend = OnnxRuntimeBackend(brightness_model)
+    backend = OnnxRuntimeBackend(served_model)
     runner = BatchRunner(backend)
-    images = np.stack([resize_for_model(f, TEST_SPEC) for f in moving_disc_frames(4)])
+    images = np.stack(probe_images())
     out = runner(images)
-    assert out.shape == (4, 32, 32) and out.dtype == np.float16
+    assert out.shape == (len(images), 32, 32) and out.dtype == np.float16
     for image, prob in zip(images, out):
-        reference = backend.infer(preprocess(image, TEST_SPEC))
+        reference = backend.infer(preprocess(image, SERVED_SPEC))
         assert np.abs(prob.astype(np.float32) - reference).max() < 2e-3
-        assert np.array_equal(denormalize(preprocess(image, TEST_SPEC), TEST_SPEC), image)  # exact round trip
+        assert np.array_equal(denormalize(preprocess(image, SERVED_SPEC), SERVED_SPEC), image)  # exact round trip
     with pytest.raises(ValueError, match="uint8"):
         runner(images.astype(np.float32))
     with pytest.raises(ValueError, match=r"\[batch, 32, 32, 3\]"):
@@ -230,38 +240,38 @@ def test_batch_runner_matches_local_backend_and_refuses_wrong_input(brightness_m
 @pytest.mark.serve
 def test_client_takes_the_spec_from_the_server(server):
     with TritonBackend(server.url) as backend:  # no local sidecar at all
-        assert backend.spec.threshold == SERVED_THRESHOLD
+        assert backend.spec == SERVED_SPEC
         assert (backend.spec.input_height, backend.spec.input_width) == (32, 32)
         assert backend.wants_uint8 and backend.status == ""
 
 
 @pytest.mark.serve
-def test_served_probabilities_match_local_onnxruntime(server, brightness_model):
-    local = OnnxRuntimeBackend(brightness_model)
+def test_served_probabilities_match_local_onnxruntime(server, served_model):
+    local = OnnxRuntimeBackend(served_model)
     with TritonBackend(server.url) as remote:
-        for frame in moving_disc_frames(6):
-            reference = local.infer(preprocess(frame, TEST_SPEC))
-            via_uint8 = remote.infer(resize_for_model(frame, TEST_SPEC))      # a caller honouring wants_uint8
-            via_float = remote.infer(preprocess(frame, TEST_SPEC))             # a caller that ignores it
+        for image in probe_images():
+            reference = local.infer(preprocess(image, SERVED_SPEC))
+            via_uint8 = remote.infer(image)                          # a caller honouring wants_uint8
+            via_float = remote.infer(preprocess(image, SERVED_SPEC))  # a caller that ignores it
             assert np.abs(via_uint8 - reference).max() < 2e-3
             assert np.array_equal(via_uint8, via_float)
 
 
 @pytest.mark.serve
-def test_cli_with_triton_backend_matches_local_masks(capsys, tmp_path, server, brightness_model):
+def test_cli_with_triton_backend_matches_local_masks(capsys, tmp_path, server, served_model):
     clip = write_video(tmp_path / "clip.mp4", count=30)
     remote_dir, local_dir = tmp_path / "remote", tmp_path / "local"
-    code, err = run_cli(capsys, "--source", str(clip), "--server", server.url, "--threshold", "0.5",
-                        "--save-masks", str(remote_dir), "--stats-json", str(tmp_path / "stats.json"))
+    code, err = run_cli(capsys, "--source", str(clip), "--server", server.url, "--save-masks", str(remote_dir),
+                        "--stats-json", str(tmp_path / "stats.json"))
     assert code == 0, err
-    code, err = run_cli(capsys, "--source", str(clip), "--model", str(brightness_model), "--threshold", "0.5",
-                        "--save-masks", str(local_dir))
+    code, err = run_cli(capsys, "--source", str(clip), "--model", str(served_model), "--save-masks", str(local_dir))
     assert code == 0, err
     remote, local = sorted(remote_dir.iterdir()), sorted(local_dir.iterdir())
     assert [p.name for p in remote] == [p.name for p in local] and len(remote) == 30
     scores = [dice(cv2.imread(str(a), cv2.IMREAD_GRAYSCALE), cv2.imread(str(b), cv2.IMREAD_GRAYSCALE))
               for a, b in zip(remote, local)]
     assert np.mean(scores) >= 0.99 and min(scores) >= 0.95
+    assert all(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE).any() for p in local)  # the disc is found: Dice means something
     assert "triton" in json.loads((tmp_path / "stats.json").read_text())["info"]["backend"]
 
 
