@@ -79,6 +79,9 @@ def describe_backend(backend) -> ModelInfo:
     name = Path(path).stem if path else str(getattr(backend, "model_name", "") or "")
     if name.endswith(".int8"):
         name = name[:-5]
+    if not name:  # an engine or a server: describe the network from its sidecar
+        info = getattr(getattr(backend, "spec", None), "info", None) or {}
+        name = " ".join(str(info[k]) for k in ("architecture", "encoder") if isinstance(info, dict) and k in info)
     precision = getattr(backend, "precision", None)
     if not precision:
         label = getattr(backend, "name", "")
