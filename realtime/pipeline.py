@@ -269,7 +269,10 @@ class Pipeline:
                 continue
             if item is END:
                 if self.live:
+                    # The last inference may still be running; its mask is still to be written.
                     while not self._inference_done.wait(WAIT):
+                        if self.config.output.save_masks:
+                            self._drain_masks()  # the inference thread may be waiting for room
                         if self.stop.is_set():
                             break
                 self.done.set()
