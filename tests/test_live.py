@@ -145,3 +145,15 @@ def test_hud_and_stats_name_the_model_and_precision(tmp_path, monkeypatch, live)
     assert stats["info"]["model"] == "polyp-net" and stats["info"]["precision"] == "int8"
     assert stats["info"]["mode"] == ("live" if live else "file")
     assert huds and all(h.model == "polyp-net" and h.precision == "int8" for h, _ in huds)
+
+
+def test_live_masks_are_those_the_model_computed_named_after_their_frames(tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", count=40, fps=30)
+    masks = tmp_path / "masks"
+    config = PipelineConfig(source=SourceConfig(realtime=True), roi=RoiConfig(mode="full"),
+                            output=OutputConfig(save_masks=str(masks)))
+    counters = Pipeline(config, VideoFileSource(str(clip)), FakeBackend(delay=0.05)).run().summary()["counters"]
+    names = sorted(int(p.stem) for p in masks.glob("*.png"))
+    assert len(names) == counters["inferred"] == counters["masks"] < 40
+    assert len(set(names)) == len(names) and all(0 <= i < 40 for i in names)
+    assert counters["frames_out"] == 40
