@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import sysconfig
 import tempfile
@@ -98,6 +99,13 @@ def python_library_dir() -> str | None:
     if not libdir or not ldlibrary.endswith(".so"):
         return None  # a static interpreter: nothing to match, the stub uses the system library
     return libdir if any(Path(libdir).glob(f"{ldlibrary}*")) else None
+
+
+def summary(exc: BaseException) -> str:
+    """One line for an error that may carry a whole traceback: its last ``...Error: ...`` line, else its first."""
+    lines = [line.strip() for line in str(exc).replace("\\n", "\n").splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
+    return (errors[-1] if errors else lines[0] if lines else type(exc).__name__)[:240]
 
 
 def check_numpy_abi() -> None:
@@ -203,10 +211,7 @@ class ModelServer:
         try:
             self._triton.run()
         except Exception as exc:  # PyTriton raises its own types for a server that will not start
-            detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise ServeError(f"Triton did not start ({detail}); check that ports {cfg.http_port}, {cfg.grpc_port} "
-                             f"and {cfg.metrics_port} are free (--http-port/--grpc-port/--metrics-port); "
-                             f"{self._log_hint()}") from None
+            raise ServeError(f"Triton did not start ({summary(exc)}); {self._log_hint()}") from None
         self._wait_ready()
 
     def _check_ports_free(self) -> None:
