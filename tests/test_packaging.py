@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -16,11 +17,17 @@ SOURCE_FOLDERS = ("polyp_live", "realtime", "engines", "calibration", "training"
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> zipfile.ZipFile:
-    """The wheel `pip wheel .` would build, made by setuptools from this checkout (no network)."""
-    out = tmp_path_factory.mktemp("wheel")
+    """The wheel `pip wheel .` would build, made by setuptools from a copy of this checkout's tracked
+    layout (no network, and no build/ folder left in the checkout)."""
+    src, out = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("wheel")
+    junk = shutil.ignore_patterns("__pycache__", "*.pyc", "*.int8.*", "*.engine*", "*.prep.onnx")
+    for folder in SOURCE_FOLDERS[:-1]:
+        shutil.copytree(ROOT / folder, src / folder, ignore=junk)
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, src / name)
     script = ("import sys, setuptools.build_meta as b; "
               "sys.stdout.write(b.build_wheel(sys.argv[1]))")
-    proc = subprocess.run([sys.executable, "-c", script, str(out)], cwd=ROOT, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", script, str(out)], cwd=src, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     name = proc.stdout.strip().splitlines()[-1]
