@@ -9,6 +9,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -147,10 +148,27 @@ def main(argv: list[str] | None = None) -> int:
         return code
     with SignalGuard() as signals:  # first of all: before the heavy imports in _main
         try:
-            return _main(argv, signals)
+            code = _main(argv, signals)
         except Interrupted:
             sys.stderr.write(f"polyp-live: stopped by {signals.name} before the first frame\n")
-            return signals.exit_code
+            code = signals.exit_code
+    if argv is None:  # the program itself, not a caller passing its own arguments (tests)
+        _leave_if_a_device_call_hangs(code)
+    return code
+
+
+def _leave_if_a_device_call_hangs(code: int) -> None:
+    """Exit at once if a capture thread is still blocked inside OpenCV (a stalled stream).
+
+    Python's shutdown unwinds such a thread through C++ frames and aborts the process (exit -6
+    instead of ``code``). By now everything is written, finalised and closed, so nothing is lost.
+    """
+    live_source = sys.modules.get("polyp_live.realtime.live_source")
+    if live_source is None or live_source.wait_for_native_calls(0.5):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _main(argv: list[str] | None, signals: SignalGuard) -> int:

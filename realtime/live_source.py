@@ -27,16 +27,37 @@ OPEN_TIMEOUT_S = 10.0      # the longest one open() waits (a reconnect deadline 
 FIRST_FRAME_S = 3.0        # a device just opened may take this long for its first frame
 MIN_STALL_S = 1.0          # never call a feed stalled sooner than this
 STALL_PERIODS = 4          # ... or sooner than this many frame periods
+READ_TIMEOUT_MS = 5000     # FFmpeg's own limit on one read: a given-up reader thread ends by then
 
 
 def default_capture(target: str | int, timeout_s: float = OPEN_TIMEOUT_S) -> cv2.VideoCapture:
     """Open ``target`` with OpenCV; network streams get FFmpeg open/read timeouts so given-up
     threads end on their own instead of lingering for FFmpeg's default 30 s."""
     if isinstance(target, str) and target.startswith(STREAM_PREFIXES):
-        ms = int(max(1.0, timeout_s) * 1000)
-        return cv2.VideoCapture(target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms,
-                                                          cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        open_ms = int(max(1.0, timeout_s) * 1000)
+        return cv2.VideoCapture(target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, open_ms,
+                                                          cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS])
     return cv2.VideoCapture(target)
+
+
+_ABANDONED: set = set()  # feeds given up on whose thread may still be blocked in OpenCV
+_ABANDONED_LOCK = threading.Lock()
+
+
+def wait_for_native_calls(timeout: float) -> bool:
+    """Wait up to ``timeout`` s for abandoned capture threads to leave OpenCV; True when none is left.
+
+    A thread still blocked in a native call when the interpreter shuts down can abort the process
+    (it is unwound through C++ frames), so the command asks this before a normal exit.
+    """
+    deadline = time.monotonic() + timeout
+    with _ABANDONED_LOCK:
+        feeds = list(_ABANDONED)
+    for feed in feeds:
+        feed.thread.join(max(0.0, deadline - time.monotonic()))
+    with _ABANDONED_LOCK:
+        _ABANDONED.difference_update({feed for feed in feeds if not feed.thread.is_alive()})
+        return not _ABANDONED
 
 
 class _Feed:
@@ -104,6 +125,9 @@ class _Feed:
         self.abandoned.set()
         with self.cond:
             self.cond.notify_all()
+        if self.thread.is_alive():
+            with _ABANDONED_LOCK:
+                _ABANDONED.add(self)
 
 
 class CameraSource(FrameSource):
