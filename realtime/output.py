@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from polyp_live.realtime.config import PipelineConfig
 from polyp_live.realtime.motion import Thumb, estimate_shift, shift_detection

@@ -31,7 +31,6 @@ import cv2
 
 from polyp_live.engines.base import Backend
 from polyp_live.engines.errors import InferenceUnavailable
-from polyp_live.engines.preprocess import preprocess  # noqa: F401 - re-exported: the one shared preprocessing
 from polyp_live.realtime.config import PipelineConfig
 from polyp_live.realtime.errors import OutputError, SourceError, StageError
 from polyp_live.realtime.output import Annotation, AnnotationSlot, ModelInfo, OutputStage, describe_backend
@@ -86,7 +85,6 @@ class Pipeline:
         if out.stats_json:
             check_writable_dir(Path(out.stats_json).parent, "--stats-json")
         self.output: OutputStage | None = None
-        self._out_ready = False
 
     @property
     def recorder(self):

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from conftest import FakeBackend
-from polyp_live.realtime.config import OutputConfig, PipelineConfig, PostprocessConfig, RenderConfig, RoiConfig
+from polyp_live.realtime.config import PipelineConfig, PostprocessConfig, RenderConfig, RoiConfig
 from polyp_live.realtime.motion import Thumb, estimate_shift, shift_detection
 from polyp_live.realtime.output import Annotation, ModelInfo, OutputStage
 from polyp_live.realtime.segmenter import Segmenter
