@@ -68,7 +68,35 @@ def save_calibration_set(batch: np.ndarray, path: str | Path) -> Path:
     return path
 
 
+def calibration_for(source: str | Path, spec: ModelSpec, count: int, model: str | Path,
+                    save: str | None = None) -> tuple[np.ndarray, Path | None]:
+    """The calibration set of ``--calib SOURCE`` (a saved ``.npy`` is loaded as it is).
+
+    Args:
+        save: ``None`` keeps nothing; a path stores the set there; ``""`` stores it in the model's
+            cache folder (:func:`polyp_live.cache.model_cache_dir`), named after the source and count.
+
+    Returns:
+        The N x 3 x H x W set and where it was saved (None when it was not).
+    """
+    source = Path(source)
+    if source.suffix == ".npy":
+        return load_calibration_set(source), None
+    batch = build_calibration_set(source, spec, count)
+    if save is None:
+        return batch, None
+    if save:
+        target = Path(save)
+    else:
+        from polyp_live.cache import model_cache_dir
+        target = model_cache_dir(model) / f"calib-{source.resolve().name}-{len(batch)}.npy"
+    return batch, save_calibration_set(batch, target)
+
+
 def load_calibration_set(path: str | Path) -> np.ndarray:
+    """A calibration set saved by :func:`save_calibration_set`, checked to be N x 3 x H x W."""
+    if not Path(path).is_file():
+        raise CalibrationError(f"calibration set {path} not found; make one with --save-calib")
     data = np.load(path)
     if data.ndim != 4 or data.shape[1] != 3:
         raise CalibrationError(f"calibration set {path} has shape {data.shape}; expected N x 3 x H x W")

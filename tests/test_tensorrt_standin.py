@@ -217,3 +217,22 @@ def test_real_tensorrt_fp16_engine_matches_onnxruntime(tmp_path, brightness_mode
     np.testing.assert_allclose(backend.infer(x), FakeBackend().infer(x), atol=5e-3)
     backend.close()
     assert json.loads((tmp_path / "m.engine.json").read_text())["info"]["engine"]["precision"] == "fp16"
+
+
+def test_int8_calibration_set_is_kept_in_the_model_cache_and_reused(fake_gpu, tmp_path, monkeypatch, capsys):
+    from conftest import write_video
+    from test_precision import make_conv_model
+    from polyp_live.cache import model_cache_dir
+    from polyp_live.tools import build_engine
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    model = make_conv_model(tmp_path / "conv.onnx")
+    clip = write_video(tmp_path / "calib.mp4", 10)
+    assert build_engine.main(["--model", str(model), "--precision", "int8", "--calib", str(clip), "--calib-count", "6",
+                              "--save-calib", "--out", str(tmp_path / "a.engine")]) == 0
+    saved = model_cache_dir(model) / "calib-calib.mp4-6.npy"
+    assert np.load(saved).shape == (6, 3, 32, 32) and str(tmp_path / "xdg") in str(saved)
+    assert build_engine.main(["--model", str(model), "--precision", "int8", "--calib", str(saved),
+                              "--out", str(tmp_path / "b.engine")]) == 0
+    assert build_engine.main(["--model", str(model), "--precision", "int8", "--calib", str(tmp_path / "none.npy"),
+                              "--out", str(tmp_path / "c.engine")]) == 1
+    assert "calibration set" in capsys.readouterr().err and not (tmp_path / "c.engine").exists()

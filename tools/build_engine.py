@@ -37,6 +37,9 @@ def parse_args(argv=None):
                         "or a saved .npy calibration set")
     p.add_argument("--calib-count", type=int, default=500, metavar="N",
                    help="frames drawn for calibration, spread over the source (default 500)")
+    p.add_argument("--save-calib", nargs="?", const="", default=None, metavar="PATH",
+                   help="int8: also keep the calibration set (.npy) for reuse with --calib; without PATH it goes "
+                        "into the model's cache folder")
     p.add_argument("--out", default=None, metavar="PATH",
                    help="engine file to write, its sidecar goes to PATH.json (default: the cached engine "
                         "polyp-live --backend tensorrt uses)")
@@ -77,18 +80,19 @@ def main(argv=None) -> int:
             args.out = str(cached_engine_path(args.model, args.precision, import_tensorrt().__version__, gpu_info()))
         calibration = None
         if args.precision == "int8":
-            from polyp_live.calibration.frames import build_calibration_set, load_calibration_set
-            if args.calib.endswith(".npy"):
-                calibration = load_calibration_set(args.calib)
-            else:
-                calibration = build_calibration_set(args.calib, ModelSpec.load(args.model), args.calib_count)
+            from polyp_live.calibration.frames import calibration_for
+            calibration, saved = calibration_for(args.calib, ModelSpec.load(args.model), args.calib_count,
+                                                 args.model, args.save_calib)
+            if saved:
+                console.print(f"wrote calibration set {escape(str(saved))}", highlight=False, soft_wrap=True)
         meta = build_engine(args.model, args.out, args.precision, calibration, args.workspace, args.timing_cache,
                             log=lambda m: console.print(m, highlight=False))
         console.print(f"wrote {args.out}: TensorRT {meta['tensorrt_version']}, {meta['gpu']} "
                       f"(sm_{meta['compute_capability']}), {meta['precision']}, input {meta['input_shape']}")
         if args.validate:
             return validate(args, console)
-    except (BackendUnavailableError, ModelLoadError, ModelSpecError, EngineBuildError, FileNotFoundError, ValueError) as exc:
+    except (BackendUnavailableError, ModelLoadError, ModelSpecError, EngineBuildError, FileNotFoundError,
+            ValueError) as exc:  # CalibrationError is a ValueError
         console.print(f"[bold red]polyp-live build-engine: error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 1
     return 0

@@ -55,9 +55,8 @@ def main(argv=None) -> int:
     if not args.fp16 and not args.calib:
         parser.error("INT8 needs --calib SOURCE (a video, an image folder, a dataset folder or a saved .npy set)")
 
-    from polyp_live.cache import artefact_path, file_sha256, model_cache_dir
-    from polyp_live.calibration.frames import (CalibrationError, build_calibration_set, load_calibration_set,
-                                               save_calibration_set)
+    from polyp_live.cache import artefact_path, file_sha256
+    from polyp_live.calibration.frames import CalibrationError, calibration_for
     from polyp_live.calibration.precision import MAX_CALIBRATION_FRAMES, convert_fp16, quantize_int8
     from polyp_live.engines.registry import int8_variant
     from polyp_live.engines.spec import ModelSpec, ModelSpecError
@@ -84,12 +83,9 @@ def main(argv=None) -> int:
             replace(spec, info={**spec.info, **provenance, "precision": "fp16"}).save(out)
             print(f"wrote {out}")
             return 0
-        calib = load_calibration_set(args.calib) if args.calib.endswith(".npy") else \
-            build_calibration_set(args.calib, spec, args.calib_count)
-        if args.save_calib is not None:
-            target = Path(args.save_calib) if args.save_calib else \
-                model_cache_dir(model) / f"calib-{Path(args.calib).name}-{len(calib)}.npy"
-            print(f"wrote calibration set {save_calibration_set(calib, target)}")
+        calib, saved = calibration_for(args.calib, spec, args.calib_count, model, args.save_calib)
+        if saved:
+            print(f"wrote calibration set {saved}")
         used = int(min(len(calib), MAX_CALIBRATION_FRAMES[args.method]))
         quantize_int8(model, out, calib, args.flavour, args.method)
         replace(spec, info={**spec.info, **provenance, "precision": f"int8-{args.flavour}", "calibration": {
