@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from conftest import ROOT, TEST_SPEC, decode, make_brightness_model, write_video
