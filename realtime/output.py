@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 
@@ -164,7 +165,8 @@ class OutputStage:
                 self.recorder = VideoRecorder(out.record, self.fps, (canvas.shape[1], canvas.shape[0]),
                                               out.record_codec, out.record_preset, out.record_crf, out.record_gop_s,
                                               out.record_queue, cfg.performance.encoder_threads,
-                                              on_encoded=lambda s: self.stats.record("encode", s))
+                                              on_encoded=lambda s: self.stats.record("encode", s),
+                                              clock=Fraction(1, 90000) if self.view.live else None)
             if not self.recorder.submit(canvas, self._timestamp(frame), block=not self.live):
                 self.stats.count("record_dropped")
         if not self.live and annotation is not None:

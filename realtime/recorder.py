@@ -102,11 +102,13 @@ class VideoRecorder:
         queue_size: frames waiting for the encoder.
         threads: encoder threads.
         on_encoded: called (in the encoder thread) with each frame's encoding seconds.
+        clock: timestamp unit; by default one frame period of ``fps`` (exact for files). Live feeds
+            pass a fine clock (1/90000 s) so irregular or faster-than-announced frames keep their times.
     """
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int], codec: str = "libx264",
                  preset: str = "veryfast", crf: int = 23, gop_s: float = 1.0, queue_size: int = 32, threads: int = 1,
-                 on_encoded=None):
+                 on_encoded=None, clock: Fraction | None = None):
         import av  # PyAV bundles FFmpeg with libx264
 
         self.path = check_record_path(path)
@@ -138,7 +140,8 @@ class VideoRecorder:
             self.tmp.unlink(missing_ok=True)
             raise OutputError(f"cannot open a {codec} writer for {self.path} ({exc}); check the folder and codec") from None
         self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
-        self.stream.codec_context.time_base = 1 / self.rate
+        self.clock = clock or 1 / self.rate
+        self.stream.codec_context.time_base = self.clock
         self.stream.codec_context.thread_count = threads
         self._av = av
         self._padded = (width, height) != tuple(size)
@@ -214,7 +217,7 @@ class VideoRecorder:
                                        self.stream.width - self.size[0], cv2.BORDER_CONSTANT)
         # OpenCV's I420 conversion is several times faster than swscale's from bgr24.
         frame = self._av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
-        pts = max(int(round(time_s * self.fps)), self._last_pts + 1)
+        pts = max(int(round(time_s / self.clock)), self._last_pts + 1)
         frame.pts, frame.time_base = pts, self.stream.codec_context.time_base
         self._last_pts = pts
         self._mux(self.stream.encode(frame))

@@ -241,3 +241,16 @@ def test_a_second_signal_or_a_closed_terminal_keeps_the_recording(tmp_path, brig
     frames, _, size = decode(out)
     assert len(frames) >= 30 and size == (160, 120)
     assert not partial_path(out).exists()
+
+
+def test_a_live_feed_faster_than_announced_keeps_its_true_times(tmp_path):
+    from fractions import Fraction
+
+    out = tmp_path / "live.mp4"
+    recorder = VideoRecorder(out, 30, (64, 48), clock=Fraction(1, 90000))  # the camera says 30, sends 60
+    for i in range(60):
+        recorder.submit(np.full((48, 64, 3), i * 4, np.uint8), i / 60)
+    recorder.close()
+    frames, duration = av_frames(out)
+    assert recorder.finalised and recorder.frames == frames == 60
+    assert duration == pytest.approx(1.0, abs=1 / 30)  # one second of video, not two
