@@ -9,14 +9,13 @@ the achieved rate, latency p50/p95/p99, errors and timeouts, and from Triton's m
 mean server-side batch size (nv_inference_request_success / nv_inference_exec_count) and queue
 time; writes JSON and a PNG of latency against the number of rooms.
 
-Example (server first: polyp-live-serve, on the same or another machine):
+Example (server first: polyp-live serve, on the same or another machine):
     python tools/load_test.py --server grpc://localhost:8001 --metrics http://localhost:8002/metrics \
         --rooms 1,2,4,8 --fps 30 --duration 30 --data ../shared/data/kvasir-seg/images --out runs/load
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -216,17 +215,19 @@ def markdown(steps: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from polyp_live.arguments import command_parser
+
+    p = command_parser("load-test", __doc__)
     p.add_argument("--server", default="grpc://localhost:8001", metavar="URL", help="Triton gRPC endpoint")
     p.add_argument("--metrics", default=None, metavar="URL",
                    help="Triton metrics endpoint, e.g. http://localhost:8002/metrics (for server batch sizes)")
     p.add_argument("--triton-model", default="polyp", metavar="NAME", help="model name on the server (default polyp)")
-    p.add_argument("--rooms", default="1,2,4,8", help="comma-separated room counts, one step each (default 1,2,4,8)")
-    p.add_argument("--fps", type=float, default=30.0, help="frames per second each room sends (default 30)")
+    p.add_argument("--rooms", default="1,2,4,8", metavar="N,N,...", help="comma-separated room counts, one step each (default 1,2,4,8)")
+    p.add_argument("--fps", type=float, default=30.0, metavar="N", help="frames per second each room sends (default 30)")
     p.add_argument("--duration", type=float, default=30.0, metavar="S", help="seconds per step (default 30)")
     p.add_argument("--timeout", type=float, default=1.0, metavar="S", help="request timeout (default 1.0)")
     p.add_argument("--data", default="../shared/data/kvasir-seg/images", metavar="DIR", help="folder of frames to send")
-    p.add_argument("--images", type=int, default=64, help="distinct images cycled through (default 64)")
+    p.add_argument("--images", type=int, default=64, metavar="N", help="distinct images cycled through (default 64)")
     p.add_argument("--p95-limit", type=float, default=100.0, metavar="MS",
                    help="latency limit for the 'rooms sustained' verdict (default 100)")
     p.add_argument("--out", default="runs/load", metavar="DIR", help="where load_test.json and load_test.png go")

@@ -5,11 +5,11 @@ Clients send the ROI resized to the model size as uint8 HxWx3 BGR (input "image"
 normalises it and runs the model with polyp-live's own backends, and answers the float16
 probability map (output "probability"). Triton batches the requests of several rooms.
 
-Examples:
-    polyp-live-serve                                   # the bundled model on ports 8000/8001/8002
-    polyp-live-serve --model model.onnx --grpc-port 9001 --max-batch 8 --max-queue-delay-us 2000
-    polyp-live --backend triton --server grpc://SERVER:8001 --source /dev/video0
-    polyp-live-serve --triton-repository repo/          # for a site that already runs Triton
+Examples (polyp-live-serve is the same command):
+    polyp-live serve                                   # the bundled model on ports 8000/8001/8002
+    polyp-live serve --model model.onnx --grpc-port 9001 --max-batch 8 --max-queue-delay-us 2000
+    polyp-live --server grpc://SERVER:8001 --source /dev/video0
+    polyp-live serve --triton-repository repo/         # for a site that already runs Triton
 """
 
 from __future__ import annotations
@@ -43,20 +43,20 @@ def _non_negative(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from polyp_live.arguments import command_parser
     from polyp_live.engines.registry import BACKENDS, PRECISIONS
     from polyp_live.engines.triton_wire import MODEL_NAME
     from polyp_live.resources import bundled_model
 
-    p = argparse.ArgumentParser(prog="polyp-live-serve", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=str(bundled_model()), metavar="FILE",
+    p = command_parser("serve", __doc__)
+    p.add_argument("--model", default=str(bundled_model()), metavar="PATH",
                    help="model file (.onnx, .engine, .pt) with its sidecar; default: the bundled UNet++")
     p.add_argument("--backend", default="auto", choices=[b for b in BACKENDS if b != "triton"],
                    help="runtime inside the server (default: from the model's suffix)")
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="as for polyp-live (default auto)")
     p.add_argument("--threads", type=_non_negative, default=0, metavar="N", help="CPU inference threads (0 = runtime default)")
     p.add_argument("--triton-model", default=MODEL_NAME, metavar="NAME", help=f"Triton model name (default {MODEL_NAME})")
-    p.add_argument("--host", default="0.0.0.0", metavar="ADDR", help="address to listen on (default 0.0.0.0, every interface)")
+    p.add_argument("--host", default="0.0.0.0", metavar="HOST", help="address to listen on (default 0.0.0.0, every interface)")
     p.add_argument("--http-port", type=_port, default=8000, metavar="PORT", help="HTTP endpoint (default 8000)")
     p.add_argument("--grpc-port", type=_port, default=8001, metavar="PORT", help="gRPC endpoint, for clients (default 8001)")
     p.add_argument("--metrics-port", type=_port, default=8002, metavar="PORT", help="Prometheus metrics (default 8002)")
