@@ -31,8 +31,8 @@ def shell_lines(markdown: str) -> list[str]:
     return lines
 
 
-def command_of(line: str) -> tuple[str, list[str]] | None:
-    """(command, the options used) for a polyp-live or tools line, else None."""
+def command_of(line: str) -> tuple[tuple[str, ...], list[str]] | None:
+    """((command, sub-command...), the options used) for a polyp-live or tools line, else None."""
     words = shlex.split(line)
     if not words:
         return None
@@ -49,17 +49,21 @@ def command_of(line: str) -> tuple[str, list[str]] | None:
         rest = words[2:]
     else:
         return None
-    return name, [OPTION.match(w).group(0) for w in rest if OPTION.match(w)]
+    # Words before the first option name a sub-figure or sub-mode (make-figures grid); "..." elides.
+    words = [w for w in rest if w != "..."]
+    sub = tuple(w for w in words[:next((i for i, w in enumerate(words) if w.startswith("-")), len(words))])
+    return (name, *sub), [OPTION.match(w).group(0) for w in rest if OPTION.match(w)]
 
 
 @lru_cache(maxsize=None)
-def help_text(name: str) -> str:
-    """What ``polyp-live [NAME] --help`` prints (skipped when the command's extra is not installed)."""
+def help_text(command: tuple[str, ...]) -> str:
+    """What ``polyp-live [NAME [SUB]] --help`` prints (skipped when the command's extra is not installed)."""
+    name, sub = command[0], list(command[1:])
     out = io.StringIO()
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
         if name:
             from polyp_live.commands import run
-            code = run(name, ["--help"])
+            code = run(name, [*sub, "--help"])
             if code == 2:  # its extra is missing here: one line on stderr, no help
                 pytest.skip(f"polyp-live {name} needs an extra that is not installed")
         else:
@@ -68,8 +72,10 @@ def help_text(name: str) -> str:
     return out.getvalue()
 
 
-def listed(name: str) -> set[str]:
-    return set(re.findall(r"(?<![\w-])--[a-z0-9][a-z0-9-]*", help_text(name)))
+def listed(*command: str) -> set[str]:
+    """The options in the help's option list (argparse indents them by two spaces; descriptions and
+    examples, which may mention anything, do not count)."""
+    return set(re.findall(r"^  (?:-\w, )?(--[a-z0-9][a-z0-9-]*)", help_text(command or ("",)), flags=re.M))
 
 
 def readme_commands() -> list[tuple[str, list[str], str]]:
@@ -78,15 +84,15 @@ def readme_commands() -> list[tuple[str, list[str], str]]:
 
 
 def test_the_readme_has_commands_to_check():
-    names = {name for name, _, _ in readme_commands()}
+    names = {command[0] for command, _, _ in readme_commands()}
     # the quick start's live command, and the tools most readers run
-    assert {"", "quantize", "export", "build-engine", "train", "evaluate"} <= names
+    assert {"", "quantize", "export", "build-engine", "train", "evaluate", "make-figures"} <= names
 
 
-@pytest.mark.parametrize("name,options,line", readme_commands(), ids=lambda v: v if isinstance(v, str) else None)
-def test_readme_command_uses_only_options_its_help_lists(name, options, line):
-    unknown = sorted(set(options) - listed(name))
-    assert not unknown, f"README line {line!r} uses {unknown}, which `polyp-live {name} --help` does not list"
+@pytest.mark.parametrize("command,options,line", readme_commands(), ids=lambda v: v if isinstance(v, str) else None)
+def test_readme_command_uses_only_options_its_help_lists(command, options, line):
+    unknown = sorted(set(options) - listed(*command))
+    assert not unknown, f"README line {line!r} uses {unknown}, which `polyp-live {' '.join(command)} --help` does not list"
 
 
 def test_options_table_names_only_real_options_of_polyp_live():
@@ -95,7 +101,7 @@ def test_options_table_names_only_real_options_of_polyp_live():
     rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `--")]
     used = {m for row in rows for m in re.findall(r"--[a-z0-9][a-z0-9-]*", row)}
     assert len(rows) > 15
-    assert used <= listed(""), sorted(used - listed(""))
+    assert used <= listed(), sorted(used - listed())
 
 
 def test_quick_start_is_two_commands_and_installs_torch_from_the_cpu_index():
@@ -110,7 +116,7 @@ def test_quick_start_is_two_commands_and_installs_torch_from_the_cpu_index():
 
 def test_no_readme_command_writes_over_the_shipped_model():
     shipped = "engines/models/polyp-unetpp-lite0-256"
-    for name, _, line in readme_commands():
+    for _, _, line in readme_commands():
         words = shlex.split(line)
         for flag in ("--out",):
             if flag in words:
