@@ -230,12 +230,15 @@ class VideoRecorder:
 
     def _fail(self, exc: BaseException) -> None:
         reason = getattr(exc, "errno", None)
-        full = reason in (errno.ENOSPC, errno.EDQUOT)
-        detail = os.strerror(reason) if isinstance(reason, int) and reason > 0 else str(exc)
-        self._failure = ("disk full while recording {path} after {n} frames{kept}; free space and restart" if full else
-                         f"cannot write the recording {{path}} after {{n}} frames{{kept}} ({detail}); "
-                         "check the disk and restart")
-        self.error = OutputError(self._failure.format(path=self.path, n=self.frames, kept=""))
+        self._disk_full = reason in (errno.ENOSPC, errno.EDQUOT)
+        self._detail = os.strerror(reason) if isinstance(reason, int) and reason > 0 else str(exc)
+        self.error = OutputError(self._failure_message(self.frames))
+
+    def _failure_message(self, frames: int, kept: str = "") -> str:
+        if self._disk_full:
+            return f"disk full while recording {self.path} after {frames} frames{kept}; free space and restart"
+        return (f"cannot write the recording {self.path} after {frames} frames{kept} ({self._detail}); "
+                "check the disk and restart")
 
     # ---- finalising --------------------------------------------------------------------------
 
@@ -290,7 +293,7 @@ class VideoRecorder:
             kept = f" (kept as {self.tmp}; the earlier {self.path.name} was not replaced)"
         else:
             os.replace(self.tmp, self.path)
-        self.error = OutputError(self._failure.format(path=self.path, n=self.frames, kept=kept))
+        self.error = OutputError(self._failure_message(self.frames, kept))
 
     def __enter__(self) -> "VideoRecorder":
         return self
