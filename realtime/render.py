@@ -125,7 +125,8 @@ def draw_hud(image: np.ndarray, hud: HudInfo, present: bool, roi: tuple[int, int
     scale = max(0.3, min(h / 900, (width - 8) / max(1, widest)))
     thick = 1 if scale < 0.7 else 2
     line_h = int(30 * scale) + 4
-    rows = len(lines) + 1 + (1 if hud.message else 0)
+    message = _wrap(hud.message, font, scale, thick, width - 8) if hud.message else []
+    rows = len(lines) + 1 + len(message)
     panel_h = min(h - y0, line_h * rows + line_h // 2)
     panel = image[y0:y0 + panel_h, x0:x0 + width]
     np.right_shift(panel, 2, out=panel)  # darken to a quarter in place: legible, and no allocation
@@ -135,9 +136,21 @@ def draw_hud(image: np.ndarray, hud: HudInfo, present: bool, roi: tuple[int, int
     cv2.putText(image, label, (tx + 2 * radius + 6, ty), font, scale, colour, thick, cv2.LINE_AA)
     for i, text in enumerate(lines, start=1):
         cv2.putText(image, text, (tx, ty + i * line_h), font, scale, (235, 235, 235), thick, cv2.LINE_AA)
-    if hud.message:
-        cv2.putText(image, hud.message, (tx, ty + len(lines) * line_h + line_h), font, scale, (0, 200, 255),
-                    thick, cv2.LINE_AA)
+    for i, text in enumerate(message, start=len(lines) + 1):
+        cv2.putText(image, text, (tx, ty + i * line_h), font, scale, (0, 200, 255), thick, cv2.LINE_AA)
+
+
+def _wrap(text: str, font: int, scale: float, thick: int, width: int) -> list[str]:
+    """Break ``text`` into lines no wider than ``width`` pixels (a word longer than that stays whole)."""
+    lines, line = [], ""
+    for word in text.split():
+        candidate = f"{line} {word}".strip()
+        if line and cv2.getTextSize(candidate, font, scale, thick)[0][0] > width:
+            lines.append(line)
+            line = word
+        else:
+            line = candidate
+    return lines + ([line] if line else [])
 
 
 def signal_lost_screen(last: np.ndarray | None, size: tuple[int, int], text: str) -> np.ndarray:
