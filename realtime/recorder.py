@@ -146,6 +146,7 @@ class VideoRecorder:
         self._av = av
         self._padded = (width, height) != tuple(size)
         self._last_pts = -1
+        self._yuv: np.ndarray | None = None
         self._safe_size = 0        # file size after the last successful write: a fragment boundary
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._thread = threading.Thread(target=self._run, name="polyp-live-recorder", daemon=True)
@@ -215,8 +216,12 @@ class VideoRecorder:
         if self._padded:
             image = cv2.copyMakeBorder(image, 0, self.stream.height - self.size[1], 0,
                                        self.stream.width - self.size[0], cv2.BORDER_CONSTANT)
-        # OpenCV's I420 conversion is several times faster than swscale's from bgr24.
-        frame = self._av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+        # OpenCV's I420 conversion is several times faster than swscale's from bgr24; the buffer is
+        # reused (from_ndarray copies it into the encoder's frame).
+        if self._yuv is None:
+            self._yuv = np.empty((image.shape[0] * 3 // 2, image.shape[1]), np.uint8)
+        cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420, dst=self._yuv)
+        frame = self._av.VideoFrame.from_ndarray(self._yuv, format="yuv420p")
         pts = max(int(round(time_s / self.clock)), self._last_pts + 1)
         frame.pts, frame.time_base = pts, self.stream.codec_context.time_base
         self._last_pts = pts
