@@ -198,7 +198,9 @@ class ModelServer:
         triton_config = TritonConfig(http_address=cfg.host, http_port=cfg.http_port, grpc_address=cfg.host,
                                      grpc_port=cfg.grpc_port, metrics_address=cfg.host,
                                      metrics_port=cfg.metrics_port, log_verbose=1 if cfg.verbose else 0,
-                                     log_file=self.log_path, exit_on_error=True)
+                                     log_file=self.log_path, exit_on_error=True,
+                                     # No NVIDIA driver: skip GPU metrics, whose NVML probe only prints an error.
+                                     allow_gpu_metrics=None if Path("/dev/nvidiactl").exists() else False)
         self._triton = Triton(config=triton_config, workspace=cfg.workspace)
         self._triton.bind(
             model_name=cfg.model_name, infer_func=infer_func,
