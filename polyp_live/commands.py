@@ -38,6 +38,8 @@ COMMANDS: dict[str, Command] = {
     "serve": Command("polyp_live.tools.serve", "serve the model to many rooms through Triton", "serve"),
     "load-test": Command("polyp_live.tools.load_test", "N simulated rooms against a Triton server", "triton-client"),
     "make-demo": Command("polyp_live.tools.make_demo_clip", "build the bundled demo clip from test images"),
+    "make-sequence": Command("polyp_live.tools.make_sequence",
+                             "a dataset split as a video-like sequence with true masks (for evaluate-video)"),
     "make-figures": Command("polyp_live.tools.make_figures", "the PNG figures under docs/", "train"),
 }
 
