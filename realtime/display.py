@@ -36,6 +36,7 @@ class Window:
         self.snapshot_dir = Path(snapshot_dir)
         self.current = None
         self._seq = -1
+        self._shown_key = None
         self.sized = False
         # OpenCV's Qt build ships no fonts; point it at the system's to keep stderr quiet.
         for fonts in ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype", "/usr/share/fonts"):
@@ -46,19 +47,25 @@ class Window:
         cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
 
     def frame_to_show(self):
-        """What the screen shows now: the newest picture, the signal-lost screen, plus a transient message."""
+        """What the screen shows now: the newest picture, the signal-lost screen, plus a transient message.
+
+        Returns None when nothing changed since the last call (the screen keeps what it shows).
+        """
         v = self.view
         if not (v.paused.is_set() and v.live):  # a paused live view holds its picture
             seq, image = v.newest()
             if seq != self._seq:
                 self._seq, self.current = seq, image
-        signal = v.signal
+        signal, message = v.signal, v.message
+        key = (self._seq, signal if v.live else "", message)
+        if key == self._shown_key:
+            return None  # redrawing an unchanged picture 100 times a second would cost a core
+        self._shown_key = key
         if signal and v.live:
             size = (self.current.shape[1], self.current.shape[0]) if self.current is not None else (640, 480)
             shown = signal_lost_screen(self.current, size, signal)
         else:
             shown = self.current
-        message = v.message
         if message and shown is not None:
             shown = shown.copy()  # the message is for the screen only, never for the recording
             scale = max(0.5, shown.shape[0] / 1000)

@@ -109,6 +109,8 @@ def test_the_window_works_on_the_view_alone_and_messages_stay_off_the_recording(
     view.publish(picture)
     window.tick()
     assert shown[-1] is picture
+    window.tick()
+    assert len(shown) == 1  # an unchanged picture is not pushed to the screen again
     window.handle_key(ord(" "))
     assert view.paused.is_set()
     window.handle_key(ord("o"))
