@@ -97,3 +97,15 @@ def test_version_is_the_installed_distributions():
 
     import polyp_live
     assert polyp_live.__version__ == version("polyp-live") != "0+unknown"
+
+
+def test_derived_files_of_the_bundled_model_go_to_the_user_cache_even_in_a_writable_checkout(tmp_path, monkeypatch):
+    from polyp_live.cache import artefact_path, file_sha256
+    from polyp_live.engines.registry import int8_variant
+    from polyp_live.resources import bundled_model
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    model = bundled_model()
+    folder = tmp_path / "polyp-live" / "models" / f"{model.stem}-{file_sha256(model)[:12]}"
+    assert int8_variant(model) == folder / f"{model.stem}.int8.onnx"
+    assert artefact_path(model, "x.engine") == folder / "x.engine"
+    assert not list(tmp_path.rglob("*"))  # asking where a file goes creates nothing
