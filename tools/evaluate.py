@@ -22,10 +22,8 @@ from dataclasses import asdict
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from polyp_live import __version__
-    p = argparse.ArgumentParser(prog="polyp-live evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    from polyp_live.arguments import command_parser
+    p = command_parser("evaluate", __doc__)
     p.add_argument("--model", required=True, metavar="PATH",
                    help="checkpoint (.pt) or ONNX model (.onnx with its sidecar)")
     p.add_argument("--data", default="../shared/data/kvasir-seg", metavar="DIR",

@@ -22,10 +22,8 @@ import sys
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from polyp_live import __version__
-    p = argparse.ArgumentParser(prog="polyp-live evaluate-video", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    from polyp_live.arguments import command_parser
+    p = command_parser("evaluate-video", __doc__)
     p.add_argument("--source", required=True, metavar="PATH", help="video file, image folder or glob")
     p.add_argument("--masks", default=None, metavar="DIR", help="ground-truth masks (0/255 PNG), named like the frames")
     p.add_argument("--model", default=None, metavar="PATH", help="model file (default: the bundled model)")

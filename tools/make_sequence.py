@@ -13,15 +13,12 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 
 def main(argv=None) -> int:
-    from polyp_live import __version__
-    p = argparse.ArgumentParser(prog="polyp-live make-sequence", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    from polyp_live.arguments import command_parser
+    p = command_parser("make-sequence", __doc__)
     p.add_argument("--data", default="", metavar="DIR", help="polyp dataset (images/, masks/, splits/)")
     p.add_argument("--negatives", default="", metavar="DIR", help="polyp-free frames (images/, splits/)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split (default test)")

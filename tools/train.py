@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+
+
+# Listed here as well as in training/, so --help works without torch (training imports it);
+# main() checks them against the real tables.
+ENCODER_NAMES = ("efficientnet-lite0", "efficientnet-lite2")
+LOSS_NAMES = ("bce_batch_dice", "bce_dice", "focal_dice", "wiou_bce")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from polyp_live.training.encoders import ENCODERS
-    from polyp_live.training.losses import LOSSES
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from polyp_live.arguments import command_parser
+    p = command_parser("train", __doc__)
     p.add_argument("--data", required=True, metavar="DIR", help="polyp dataset folder with images/ and masks/")
     p.add_argument("--negatives", default="", metavar="DIR",
                    help="polyp-free frames (images/, splits/): taught as empty masks, scored as false alarms")
@@ -31,19 +35,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", metavar="DEV", help="torch device: cpu (default), cuda, cuda:1")
     p.add_argument("--cache", default="", metavar="DIR",
                    help="resized-image cache (default OUT/../cache; tens of MB, copy it to a GPU machine)")
-    p.add_argument("--encoder", default="efficientnet-lite0", choices=sorted(ENCODERS))
-    p.add_argument("--size", type=int, default=256, help="square input side, a multiple of 32 (default 256)")
-    p.add_argument("--decoder-channels", default="128,64,32,24,16", help="five decoder widths, deepest first")
+    p.add_argument("--encoder", default="efficientnet-lite0", choices=ENCODER_NAMES)
+    p.add_argument("--size", type=int, default=256, metavar="N", help="square input side, a multiple of 32 (default 256)")
+    p.add_argument("--decoder-channels", default="128,64,32,24,16", metavar="LIST",
+                   help="five decoder widths, deepest first")
     p.add_argument("--aspp", action="store_true", help="add an ASPP block at the bottleneck")
     p.add_argument("--no-deep-supervision", action="store_true", help="train the final head only")
-    p.add_argument("--loss", default="bce_batch_dice", choices=LOSSES)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--warmup-epochs", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--loss", default="bce_batch_dice", choices=LOSS_NAMES)
+    p.add_argument("--epochs", type=int, default=30, metavar="N")
+    p.add_argument("--batch-size", type=int, default=8, metavar="N")
+    p.add_argument("--lr", type=float, default=1e-3, metavar="LR")
+    p.add_argument("--weight-decay", type=float, default=1e-4, metavar="W")
+    p.add_argument("--warmup-epochs", type=float, default=1.0, metavar="E")
+    p.add_argument("--seed", type=int, default=0, metavar="N")
+    p.add_argument("--threads", type=int, default=0, metavar="N", help="torch CPU threads (0 = torch's default)")
     p.add_argument("--no-pretrained", action="store_true", help="random encoder initialisation")
     p.add_argument("--max-steps-per-epoch", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -53,11 +58,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from polyp_live.training.dataset import DatasetError
-    from polyp_live.training.trainer import TrainConfig, train
+    from polyp_live.training.encoders import ENCODERS
+    from polyp_live.training.losses import LOSSES
+    from polyp_live.training.trainer import CheckpointError, TrainConfig, train
     from polyp_live.training.unetplusplus import InputShapeError, ModelConfig
+    from polyp_live.training.warm_start import WarmStartError
+    assert set(ENCODER_NAMES) == set(ENCODERS) and set(LOSS_NAMES) == set(LOSSES), "update the name lists"
 
     console = Console(stderr=True)
     try:
@@ -74,8 +84,8 @@ def main(argv=None) -> int:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console) as progress:
             result = train(config, resume=args.resume, progress=progress)
-    except (DatasetError, InputShapeError, FileNotFoundError, ValueError, ImportError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+    except (DatasetError, InputShapeError, CheckpointError, WarmStartError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
     except KeyboardInterrupt:
         console.print("interrupted; the last completed epoch is in last.pt, continue with --resume")
