@@ -128,8 +128,10 @@ class Pipeline:
                     continue
                 if cfg.max_frames and delivered >= cfg.max_frames:
                     break
-                if cfg.realtime and not self.source.live:
-                    delay = t0 + index / fps - time.perf_counter()
+                paced = cfg.realtime and not self.source.live
+                if paced:
+                    due = t0 + index / fps
+                    delay = due - time.perf_counter()
                     if delay > 0 and self.stop.wait(delay):
                         break
                 start = time.perf_counter()
@@ -146,7 +148,10 @@ class Pipeline:
                         continue
                     break
                 now = time.perf_counter()
-                frame = Frame(index, image, now, now - start, source_index=self.source.last_index,
+                # A paced file's frame exists from its due time, as a live feed's would: reading and
+                # decoding it, and any lag behind the schedule, count in its video delay.
+                arrival = min(now, due) if paced else now
+                frame = Frame(index, image, arrival, now - start, source_index=self.source.last_index,
                               name=self.source.last_name)
                 index += 1
                 delivered += 1

@@ -3,7 +3,8 @@
 The two latencies a clinician feels are reported separately: *video delay*, from a frame's capture
 to the moment its rendered picture is handed to the display and the recorder, and *annotation
 delay*, from the capture of the frame a mask was computed on to the moment that mask is shown (on a
-later frame, in live mode).
+later frame, in live mode). A ``--realtime`` file's frame counts as captured at its due time, as a
+live feed's would, so reading it and any lag behind the schedule are part of its delays.
 """
 
 from __future__ import annotations
