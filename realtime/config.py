@@ -67,7 +67,7 @@ class OutputConfig:
     stats_json: str | None = None
     snapshot_dir: str = "."
     record_codec: str = "libx264"  # H.264: plays in browsers and hospital viewers
-    record_preset: str = "veryfast"
+    record_preset: str = "superfast"  # less CPU than veryfast, slightly larger files (docs/PERFORMANCE.md)
     record_crf: int = 23
     record_gop_s: float = 1.0      # keyframe (and MP4 fragment) interval: what a killed process can lose
     record_queue: int = 32         # frames waiting for the encoder thread before the video path drops one

@@ -1,6 +1,6 @@
 """Annotated-video recording (H.264 through PyAV, in its own thread) and per-frame mask export.
 
-Recordings are H.264 (libx264, ``veryfast`` preset, CRF 23, 4:2:0) in MP4, Matroska or QuickTime.
+Recordings are H.264 (libx264, ``superfast`` preset, CRF 23, 4:2:0) in MP4, Matroska or QuickTime.
 Each frame carries its capture time as its timestamp, so a recording lasts as long as what it
 recorded even when frames were dropped or a camera delivered them irregularly. MP4 and MOV are
 written fragmented (a fragment per one-second GOP) and Matroska in clusters, flushed as they are
@@ -107,7 +107,7 @@ class VideoRecorder:
     """
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int], codec: str = "libx264",
-                 preset: str = "veryfast", crf: int = 23, gop_s: float = 1.0, queue_size: int = 32, threads: int = 1,
+                 preset: str = "superfast", crf: int = 23, gop_s: float = 1.0, queue_size: int = 32, threads: int = 1,
                  on_encoded=None, clock: Fraction | None = None):
         import av  # PyAV bundles FFmpeg with libx264
 

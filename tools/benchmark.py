@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     pipe.add_argument("--png", default=None, help="delay histogram (default docs/pipeline-delays.png)")
     pipe.add_argument("--opencv-threads", type=int, default=None, help="OpenCV's thread pool (default 1; 0 = OpenCV's own)")
     pipe.add_argument("--encoder-threads", type=int, default=None, help="libx264 threads (default 1)")
-    pipe.add_argument("--preset", default=None, help="libx264 preset (default veryfast)")
+    pipe.add_argument("--preset", default=None, help="libx264 preset (default superfast)")
     args = p.parse_args(argv)
     if args.pipeline:
         from polyp_live.realtime.cli import DEFAULT_MODEL, DEMO_CLIP

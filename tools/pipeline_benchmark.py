@@ -197,7 +197,7 @@ def run(model: str, clip: str, frames: int, threads: int, spinning: bool, sizes:
         if int8.is_file():
             models["int8"] = str(int8)
         else:
-            notes.append(f"INT8 skipped: no {int8}; create it with python tools/quantize.py")
+            notes.append(f"INT8 skipped: no {int8}; create it with polyp-live quantize (python tools/quantize.py)")
             say(notes[-1])
     rows, runs = [], []
     with tempfile.TemporaryDirectory(prefix="polyp-bench-") as folder:
