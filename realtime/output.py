@@ -137,13 +137,13 @@ class OutputStage:
         t = time.perf_counter()
         # Live: the inference thread may still be reading this frame, so draw on a copy.
         canvas = frame.image.copy() if self.live else frame.image
-        drawn = annotation
+        drawn, stale_ms = annotation, None
         if annotation is not None:
             self._last_roi = annotation.result.roi
             self._inference_ms = 1000 * annotation.result.timings.get("inference", 0.0)
             age_ms = 1000 * (frame.arrival - annotation.arrival)
             if age_ms > cfg.render.max_annotation_age_ms:
-                drawn, state = None, "stale"
+                drawn, state, stale_ms = None, "stale", age_ms
                 self.stats.count("stale")
         present = drawn is not None and drawn.result.present
         if drawn is not None and self.view.overlay:
@@ -156,7 +156,8 @@ class OutputStage:
         if cfg.render.hud:
             hud = HudInfo(self.stats.rolling_fps(), self.stats.rolling_ms("video_delay"),
                           1000 * (t - drawn.arrival) if drawn is not None else None, self._inference_ms,
-                          self.model.model, self.model.precision, self.model.backend, state, self.status())
+                          self.model.model, self.model.precision, self.model.backend, state, self.status(),
+                          stale_ms)
             draw_hud(canvas, hud, present, self._last_roi)
         t_render = time.perf_counter()
         if cfg.output.record:

@@ -40,6 +40,7 @@ class HudInfo:
     backend: str = ""
     annotation: str = ""
     message: str = ""
+    stale_ms: float | None = None   # age of the newest mask when it is too old to draw
 
 
 _local = threading.local()
@@ -106,7 +107,8 @@ def draw_hud(image: np.ndarray, hud: HudInfo, present: bool, roi: tuple[int, int
     h, w = image.shape[:2]
     x0, y0, width, _ = hud_panel((w, h), roi)
     if hud.annotation == "stale":
-        label, colour = "annotation stale", (0, 200, 255)
+        age = f" {hud.stale_ms:.0f} ms" if hud.stale_ms is not None else ""
+        label, colour = f"annotation stale{age}", (0, 200, 255)
     elif hud.annotation == "lost":
         label, colour = "no annotation", (0, 200, 255)
     elif hud.annotation == "waiting":
