@@ -86,22 +86,31 @@ def _demo_fields(count: int = 5) -> list[np.ndarray]:
 
 
 def test_the_shipped_model_does_not_depend_on_the_guide_box():
-    """Painting the lower-left box black or green leaves the decision and the outline where they were."""
+    """Painting the lower-left box black or green leaves the decision and the outline where they were.
+
+    The outline is compared outside the painted corner: where a polyp reaches into the corner, the
+    box hides part of it, and what is hidden may rightly change.
+    """
     from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend
     from polyp_live.engines.preprocess import preprocess
     from polyp_live.realtime.cli import DEFAULT_MODEL
     from polyp_live.realtime.decision import DecisionConfig, candidate_score
     backend = OnnxRuntimeBackend(DEFAULT_MODEL)
-    point = DecisionConfig.from_spec(backend.spec)
-    rng = np.random.default_rng(0)
+    spec = backend.spec
+    point = DecisionConfig.from_spec(spec)
     for field in _demo_fields():
-        probs = {}
-        for kind in ("black", "green"):
-            prob = backend.infer(preprocess(paint_guide_box(field, kind, rng), backend.spec))
-            probs[kind] = prob
-        decisions = {k: candidate_score(p, p >= backend.spec.threshold, point.min_area_fraction) >= point.score_threshold
-                     for k, p in probs.items()}
+        painted = {kind: paint_guide_box(field, kind, np.random.default_rng(0)) for kind in ("black", "green")}
+        changed = np.zeros(field.shape[:2], np.uint8)
+        for image in painted.values():
+            changed |= (image != field).any(axis=2).astype(np.uint8)
+        changed = cv2.dilate(cv2.resize(changed, (spec.input_width, spec.input_height), interpolation=cv2.INTER_NEAREST),
+                             np.ones((9, 9), np.uint8)).astype(bool)
+        masks, decisions = {}, {}
+        for kind, image in painted.items():
+            prob = backend.infer(preprocess(image, spec))
+            decisions[kind] = candidate_score(prob, prob >= spec.threshold, point.min_area_fraction) >= point.score_threshold
+            masks[kind] = (prob >= spec.threshold) & ~changed
         assert decisions["black"] == decisions["green"]
-        a, b = probs["black"] >= backend.spec.threshold, probs["green"] >= backend.spec.threshold
+        a, b = masks["black"], masks["green"]
         union = (a | b).sum()
         assert union == 0 or (a & b).sum() / union >= 0.9
