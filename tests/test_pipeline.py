@@ -92,7 +92,8 @@ def test_a_backend_that_raises_stops_the_pipeline_promptly_and_keeps_the_recordi
     start = time.monotonic()
     with pytest.raises(StageError, match="inference stage failed: simulated inference failure"):
         pipeline.run()
-    assert time.monotonic() - start < 3
+    # A hang guard, not a speed goal: a pipeline that failed to stop would block for minutes.
+    assert time.monotonic() - start < 30
     assert not any(t.is_alive() for t in pipeline._threads)
     frames, _, size = decode(out)
     assert len(frames) == 5 and size == (160, 120)
@@ -212,5 +213,7 @@ def test_pipeline_threads_stop_when_the_user_stops():
     threading.Timer(0.5, pipeline.stop.set).start()
     start = time.monotonic()
     pipeline.run()
-    assert time.monotonic() - start < 3
+    # A hang guard, not a speed goal: the live source never ends by itself.
+    assert time.monotonic() - start < 30
+    assert not any(t.is_alive() for t in pipeline._threads)
     assert pipeline.stats.counters["frames_out"] > 0
