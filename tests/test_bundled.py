@@ -30,3 +30,14 @@ def test_main_job_outlines_polyps_in_the_demo_clip(tmp_path):
     counters = json.loads(stats.read_text())["counters"]
     # Every demo scene holds a polyp; the trained model must find it in most frames.
     assert counters["polyp_frames"] >= 20
+
+
+def test_polyp_free_scenes_of_the_demo_stay_quiet_and_polyp_scenes_do_not(tmp_path):
+    """Scene 1 (frames 90-179) is a polyp-free HyperKvasir frame, scene 0 a polyp: the shipped decision
+    outlines nothing on the first and the polyp on (nearly) every frame of the second."""
+    masks = tmp_path / "masks"
+    assert main(["--source", "demo", "--headless", "--quiet", "--max-frames", "180", "--save-masks", str(masks)]) == 0
+    present = {int(p.stem): cv2.imread(str(p), cv2.IMREAD_GRAYSCALE).any() for p in masks.glob("*.png")}
+    assert sorted(present) == list(range(180))
+    assert sum(present[i] for i in range(90)) >= 85
+    assert not any(present[i] for i in range(90, 180))

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Build the bundled demo clip from a few Kvasir-SEG test-split images.
+"""Build the bundled demo clip from a few Kvasir-SEG test-split images and polyp-free test frames.
 
 Each still gets a few seconds of smooth synthetic camera motion (pan, zoom, rotation, slight
 focus blur) and is placed in an endoscope-style field of view with black margins and on-screen
-text, at 1280x720 and 29.97 FPS. Test-split images only: the shipped model never trained on them.
+text, at 1280x720 and 29.97 FPS. Polyp scenes alternate with polyp-free ones (HyperKvasir frames,
+CC BY 4.0), so the demo shows the ordinary frames staying quiet as well as polyps outlined.
+Test-split images only: the shipped model never trained on them.
 
 Example:
-    polyp-live make-demo --data ../shared/data/kvasir-seg --out realtime/assets/demo.mp4
+    polyp-live make-demo --data ../shared/data/kvasir-seg --negatives ../shared/data/negatives \
+        --out realtime/assets/demo.mp4
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ def camera_path(t: float, seed: int) -> tuple[float, float, float, float, float]
     return zoom, angle, dx, dy, blur
 
 
-def render(image: np.ndarray, t: float, seed: int, fov: np.ndarray, fov_box, frame_no: int) -> np.ndarray:
+def render(image: np.ndarray, t: float, seed: int, fov: np.ndarray, fov_box, frame_no: int,
+           credit: str = "Kvasir-SEG (Jha et al., 2020)") -> np.ndarray:
     x0, y0, fw, fh = fov_box
     src = cv2.resize(image, (fw, fh), interpolation=cv2.INTER_AREA)
     zoom, angle, dx, dy, blur = camera_path(t, seed)
@@ -62,7 +66,7 @@ def render(image: np.ndarray, t: float, seed: int, fov: np.ndarray, fov_box, fra
     frame[fov == 0] = 0
     # On-screen text in the margins, as endoscopy processors show it.
     cv2.putText(frame, "polyp-live demo", (20, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (230, 230, 230), 1, cv2.LINE_AA)
-    cv2.putText(frame, "Kvasir-SEG (Jha et al., 2020)", (20, 70), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (200, 200, 200), 1, cv2.LINE_AA)
+    cv2.putText(frame, credit, (20, 70), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (200, 200, 200), 1, cv2.LINE_AA)
     cv2.putText(frame, f"{frame_no / FPS:06.2f}s", (WIDTH - 150, HEIGHT - 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
                 (230, 230, 230), 1, cv2.LINE_AA)
     return frame
@@ -75,6 +79,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="realtime/assets/demo.mp4", metavar="PATH",
                    help="clip to write (default realtime/assets/demo.mp4, the bundled clip in a checkout)")
     p.add_argument("--images", type=int, default=5, metavar="N", help="how many test-split images (default 5)")
+    p.add_argument("--negatives", default="../shared/data/negatives", metavar="DIR",
+                   help="polyp-free frames (images/, splits/); '' for polyp scenes only")
+    p.add_argument("--negative-images", type=int, default=2, metavar="N",
+                   help="polyp-free HyperKvasir test frames placed between the polyp scenes (default 2)")
     p.add_argument("--seconds", type=float, default=3.0, metavar="S", help="seconds per image (default 3)")
     p.add_argument("--seed", type=int, default=7, metavar="N", help="picks the images and the camera paths (default 7)")
     args = p.parse_args(argv)
@@ -83,6 +91,21 @@ def main(argv=None) -> int:
     stems = split_stems(args.data, "test", samples)
     rng = np.random.default_rng(args.seed)
     chosen = sorted(rng.choice(len(stems), size=args.images, replace=False))
+    scenes = [(samples[stems[i]], stems[i], "Kvasir-SEG (Jha et al., 2020)") for i in chosen]
+    if args.negatives and args.negative_images:
+        neg_samples = scan(args.negatives, negatives=True)
+        # HyperKvasir frames only: their terms (CC BY 4.0) allow redistribution with credit.
+        neg_stems = [s for s in split_stems(args.negatives, "test", neg_samples) if s.startswith("hyperkvasir-")]
+        picks = np.random.default_rng(args.seed + 1).choice(len(neg_stems), size=args.negative_images, replace=False)
+        negatives = [(neg_samples[neg_stems[i]], neg_stems[i], "polyp-free: HyperKvasir (Borgli et al., 2020)")
+                     for i in sorted(picks)]
+        # Polyp first (the README's picture is frame 75), then alternate.
+        mixed = []
+        for k, scene in enumerate(scenes):
+            mixed.append(scene)
+            if k < len(negatives):
+                mixed.append(negatives[k])
+        scenes = mixed
     fov_w, fov_h = 940, 700
     fov = fov_mask(WIDTH, HEIGHT, fov_w, fov_h, corner=90)
     fov_box = ((WIDTH - fov_w) // 2, (HEIGHT - fov_h) // 2, fov_w, fov_h)
@@ -93,16 +116,17 @@ def main(argv=None) -> int:
     frames_per_image = int(round(args.seconds * FPS))
     frame_no = 0
     try:
-        for k, index in enumerate(chosen):
-            image, _ = read_pair(samples[stems[index]])
+        for k, (sample, _, credit) in enumerate(scenes):
+            image, _ = read_pair(sample)
             for i in range(frames_per_image):
-                writer.write(render(image, i / max(1, frames_per_image - 1), args.seed + k, fov, fov_box, frame_no))
+                writer.write(render(image, i / max(1, frames_per_image - 1), args.seed + k, fov, fov_box, frame_no,
+                                    credit))
                 frame_no += 1
     finally:
         writer.release()
     tmp.replace(out)
     print(f"wrote {out}: {frame_no} frames, {WIDTH}x{HEIGHT} at {FPS:.3f} FPS, "
-          f"{out.stat().st_size / 1e6:.1f} MB, test-split images {[stems[i] for i in chosen]}")
+          f"{out.stat().st_size / 1e6:.1f} MB, test-split scenes {[stem for _, stem, _ in scenes]}")
     return 0
 
 
