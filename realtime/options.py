@@ -59,14 +59,27 @@ def positive(text: str) -> float:
     return value
 
 
-def non_negative_int(text: str) -> int:
-    """A whole number >= 0 (counts, pixels, threads)."""
+def whole_number(text: str) -> int:
+    """Any whole number; the named checks below add the range."""
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number >= 0 (counts, pixels, threads)."""
+    value = whole_number(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1 (batch sizes)."""
+    value = whole_number(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
     return value
 
 

@@ -22,23 +22,10 @@ from pathlib import Path
 
 
 def _port(text: str) -> int:
-    value = int(text)
+    from polyp_live.realtime.options import whole_number  # noqa: PLC0415 - light: argparse and the error classes
+    value = whole_number(text)
     if not 0 < value < 65536:
         raise argparse.ArgumentTypeError(f"{text} is not a TCP port (1-65535)")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
     return value
 
 
@@ -46,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     from polyp_live.arguments import command_parser
     from polyp_live.engines.registry import BACKENDS, PRECISIONS
     from polyp_live.engines.triton_wire import MODEL_NAME
+    from polyp_live.realtime.options import non_negative_int, positive_int
     from polyp_live.resources import bundled_model
 
     p = command_parser("serve", __doc__)
@@ -54,14 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=[b for b in BACKENDS if b != "triton"],
                    help="runtime inside the server (default: from the model's suffix)")
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="as for polyp-live (default auto)")
-    p.add_argument("--threads", type=_non_negative, default=0, metavar="N", help="CPU inference threads (0 = runtime default)")
+    p.add_argument("--threads", type=non_negative_int, default=0, metavar="N", help="CPU inference threads (0 = runtime default)")
     p.add_argument("--triton-model", default=MODEL_NAME, metavar="NAME", help=f"Triton model name (default {MODEL_NAME})")
     p.add_argument("--host", default="0.0.0.0", metavar="HOST", help="address to listen on (default 0.0.0.0, every interface)")
     p.add_argument("--http-port", type=_port, default=8000, metavar="PORT", help="HTTP endpoint (default 8000)")
     p.add_argument("--grpc-port", type=_port, default=8001, metavar="PORT", help="gRPC endpoint, for clients (default 8001)")
     p.add_argument("--metrics-port", type=_port, default=8002, metavar="PORT", help="Prometheus metrics (default 8002)")
-    p.add_argument("--max-batch", type=_positive, default=8, metavar="N", help="largest dynamic batch (default 8)")
-    p.add_argument("--max-queue-delay-us", type=_non_negative, default=2000, metavar="US",
+    p.add_argument("--max-batch", type=positive_int, default=8, metavar="N", help="largest dynamic batch (default 8)")
+    p.add_argument("--max-queue-delay-us", type=non_negative_int, default=2000, metavar="US",
                    help="longest a request waits for others to batch with, microseconds (default 2000)")
     p.add_argument("--ready-timeout", type=float, default=120.0, metavar="S",
                    help="seconds to wait for the model to load (default 120)")
