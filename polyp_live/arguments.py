@@ -38,3 +38,20 @@ def deprecated_alias(parser: argparse.ArgumentParser, old: str, new: str, nargs=
     """Accept ``old`` as a hidden spelling of the option ``new`` (same destination)."""
     dest = new.lstrip("-").replace("-", "_")
     parser.add_argument(old, dest=dest, action=_Deprecated, new=new, nargs=nargs, help=argparse.SUPPRESS)
+
+
+def add_calibration_options(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """``--calib``, ``--calib-count`` and ``--save-calib``, the inputs of ``calibration_for``.
+
+    One definition for every command that calibrates (quantize, build-engine), so their defaults
+    and the meaning of a bare ``--save-calib`` cannot drift apart. ``note`` prefixes each help
+    line (e.g. ``"int8 only: "``).
+    """
+    parser.add_argument("--calib", default=None, metavar="SOURCE",
+                        help=f"{note}calibration frames from a video, an image folder, a dataset folder (its train "
+                             "split) or a calibration set saved with --save-calib (.npy)")
+    parser.add_argument("--calib-count", type=int, default=500, metavar="N",
+                        help=f"{note}frames drawn, spread evenly over the source (default 500)")
+    parser.add_argument("--save-calib", nargs="?", const="", default=None, metavar="PATH",
+                        help=f"{note}also keep the calibration set (.npy) for reuse with --calib; without PATH "
+                             "it goes into the model's cache folder")

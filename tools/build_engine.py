@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from polyp_live.arguments import command_parser, deprecated_alias
+from polyp_live.arguments import add_calibration_options, command_parser, deprecated_alias
 
 DICE_LIMITS = {"fp32": 0.99, "fp16": 0.99, "int8": 0.98}
 
@@ -32,14 +32,7 @@ def parse_args(argv=None):
                    help="source ONNX model with its .json sidecar (default: the bundled model)")
     deprecated_alias(p, "--onnx", "--model")
     p.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "int8"), help="engine precision (default fp16)")
-    p.add_argument("--calib", default=None, metavar="SOURCE",
-                   help="int8 only: calibration frames from a video, an image folder, a dataset folder (train split) "
-                        "or a saved .npy calibration set")
-    p.add_argument("--calib-count", type=int, default=500, metavar="N",
-                   help="frames drawn for calibration, spread over the source (default 500)")
-    p.add_argument("--save-calib", nargs="?", const="", default=None, metavar="PATH",
-                   help="int8: also keep the calibration set (.npy) for reuse with --calib; without PATH it goes "
-                        "into the model's cache folder")
+    add_calibration_options(p, note="int8 only: ")
     p.add_argument("--out", default=None, metavar="PATH",
                    help="engine file to write, its sidecar goes to PATH.json (default: the cached engine "
                         "polyp-live --backend tensorrt uses)")

@@ -20,7 +20,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from polyp_live.arguments import command_parser, deprecated_alias
+from polyp_live.arguments import add_calibration_options, command_parser, deprecated_alias
 
 
 def build_parser():
@@ -28,14 +28,7 @@ def build_parser():
     p.add_argument("--model", default=None, metavar="PATH",
                    help="FP32 ONNX model with its .json sidecar (default: the bundled model)")
     deprecated_alias(p, "--onnx", "--model")
-    p.add_argument("--calib", default=None, metavar="SOURCE",
-                   help="calibration frames: a video, an image folder, a dataset folder (its train split) or a "
-                        "calibration set saved with --save-calib (.npy)")
-    p.add_argument("--calib-count", type=int, default=500, metavar="N",
-                   help="frames drawn, spread evenly over the source (default 500)")
-    p.add_argument("--save-calib", nargs="?", const="", default=None, metavar="PATH",
-                   help="also keep the calibration set (.npy) for reuse with --calib; without PATH it goes into "
-                        "the model's cache folder")
+    add_calibration_options(p)
     p.add_argument("--flavour", default="onnxruntime", choices=("onnxruntime", "tensorrt"),
                    help="onnxruntime: the CPU model polyp-live runs (default); tensorrt: symmetric INT8 for "
                         "TensorRT")
