@@ -117,11 +117,8 @@ class VideoRecorder:
         self.fps = float(self.rate)
         self.size = size
         self.frames = 0            # frames in the file (after a failure: those that decode)
-        self.submitted = 0
         self.finalised = False
         self.error: OutputError | None = None
-        self.kept_partial = False
-        self.encode_s = 0.0
         self.cpu_s = 0.0
         self.on_encoded = on_encoded
         width, height = size[0] + size[0] % 2, size[1] + size[1] % 2
@@ -170,12 +167,10 @@ class VideoRecorder:
                 self._queue.put_nowait(item)
             except queue.Full:
                 return False
-            self.submitted += 1
             return True
         while True:
             try:
                 self._queue.put(item, timeout=WAIT)
-                self.submitted += 1
                 return True
             except queue.Full:
                 if self.error is not None:
@@ -198,10 +193,8 @@ class VideoRecorder:
                 self._encode(*item)
             except (self._av.error.FFmpegError, OSError) as exc:
                 self._fail(exc)
-            dt = time.perf_counter() - t
-            self.encode_s += dt
             if self.on_encoded:
-                self.on_encoded(dt)
+                self.on_encoded(time.perf_counter() - t)
         if self.error is None:
             try:
                 self._mux(self.stream.encode(None))
@@ -294,7 +287,6 @@ class VideoRecorder:
         if self.frames == 0:
             self.tmp.unlink(missing_ok=True)
         elif self.path.exists():
-            self.kept_partial = True
             kept = f" (kept as {self.tmp}; the earlier {self.path.name} was not replaced)"
         else:
             os.replace(self.tmp, self.path)
