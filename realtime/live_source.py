@@ -147,7 +147,6 @@ class CameraSource(FrameSource):
         self._feed: _Feed | None = None
         self._taken = -1        # seq of the last frame handed out by the current feed
         self._offset = 0        # source index of the current feed's frame 0 (indices keep rising across reconnects)
-        self.dropped_frames = 0  # frames the device delivered that were replaced by a newer one unread
         self.open_deadline: float | None = None  # time.monotonic() limit for open(), set by reconnect()
         kind = "stream" if isinstance(target, str) and target.startswith(STREAM_PREFIXES) else "camera"
         self.description = f"{kind} {target}"
@@ -198,7 +197,6 @@ class CameraSource(FrameSource):
                     raise SignalLost(f"{self.description}: no frame for {limit:.1f} s")
                 feed.cond.wait(min(0.05, remaining))
             image, seq = feed.image, feed.seq
-        self.dropped_frames += seq - self._taken - 1
         self._taken = seq
         self.last_index = self._offset + seq
         return ensure_bgr(image)
