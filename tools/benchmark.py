@@ -44,6 +44,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    """p50, p95 and p99 of ``values`` (None each when there are none), as the benchmark reports give them."""
+    if not values:
+        return {"p50": None, "p95": None, "p99": None}
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return {"p50": float(p50), "p95": float(p95), "p99": float(p99)}
+
+
 def parse_entry(entry: str) -> tuple[str, str, str]:
     """``PATH[@BACKEND[:PRECISION]]`` -> (path, backend, precision)."""
     path, _, rest = entry.partition("@")

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from polyp_live.tools.benchmark import percentiles
+
 METRIC = re.compile(r'^(nv_inference_\w+)\{([^}]*)\}\s+([0-9.eE+-]+)\s*$')
 COUNTERS = ("nv_inference_request_success", "nv_inference_request_failure", "nv_inference_exec_count",
             "nv_inference_count", "nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us")
@@ -120,13 +122,6 @@ def run_room(index: int, address: str, model: str, images: list[np.ndarray], fps
             result.skipped += max(0, next_slot - slot - 1)
             slot = max(slot + 1, next_slot)
         result.rate = result.ok / duration
-
-
-def percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p95": None, "p99": None}
-    p50, p95, p99 = np.percentile(values, [50, 95, 99])
-    return {"p50": float(p50), "p95": float(p95), "p99": float(p99)}
 
 
 def run_step(args, address: str, images, rooms: int) -> dict:

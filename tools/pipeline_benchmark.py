@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from polyp_live.tools.benchmark import percentiles
+
 SIZES = {"720p": None, "1080p": (1920, 1080)}
 
 
@@ -110,13 +112,6 @@ def recording_check(path: Path) -> tuple[int, float]:
     return count, end
 
 
-def pct(values: list[float]) -> dict:
-    if not values:
-        return {"p50": None, "p95": None, "p99": None}
-    a = np.asarray(values)
-    return {f"p{q}": float(np.percentile(a, q)) for q in (50, 95, 99)}
-
-
 def row_of(name: str, size: str, precision: str, mode: str, out: dict) -> dict:
     s = out["summary"]
     c, info, stages = s["counters"], s["info"], s["stages_ms"]
@@ -126,8 +121,8 @@ def row_of(name: str, size: str, precision: str, mode: str, out: dict) -> dict:
            "frames_in": c["frames_in"], "frames_out": c["frames_out"], "output_fps": s["output_fps"],
            "dropped_from_video": c["dropped"] + c["record_dropped"], "inference_hz": s["inference_hz"],
            "inference_p50_ms": inference_p50, "stale_frames": c["stale"],
-           "video_delay_ms": pct(out["samples_ms"]["video_delay"]),
-           "annotation_delay_ms": pct(out["samples_ms"]["annotation_delay"]),
+           "video_delay_ms": percentiles(out["samples_ms"]["video_delay"]),
+           "annotation_delay_ms": percentiles(out["samples_ms"]["annotation_delay"]),
            "cpu_cores": {k: v["cores"] for k, v in s["cpu"].items()},
            "recording_frames": out["recording_frames"], "recording_s": out["recording_s"],
            "source_s": c["frames_in"] / source_fps}
