@@ -36,14 +36,6 @@ def _positive_ms(text: str) -> float:
     return value
 
 
-def _persistence(text: str) -> tuple[int, int]:
-    from polyp_live.realtime.decision import parse_persistence
-    try:
-        return parse_persistence(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     from polyp_live.engines.registry import BACKENDS, PRECISIONS
     from polyp_live.realtime.render import STYLES
@@ -87,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--score-threshold", type=_unit, default=None, metavar="P",
                      help="presence decision: a region's peak probability must reach P (default: the model's "
                           "operating point)")
-    seg.add_argument("--persistence", type=_persistence, default=None, metavar="K/N",
+    seg.add_argument("--persistence", type=options.persistence, default=None, metavar="K/N",
                      help="raise the alert after a polyp on K of the last N frames (default: the model's)")
     seg.add_argument("--min-area", type=_non_negative_int, default=300, metavar="N", help="drop regions smaller than this many pixels (default 300)")
     seg.add_argument("--no-fill-holes", action="store_true", help="keep holes inside regions")

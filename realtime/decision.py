@@ -60,17 +60,6 @@ class DecisionConfig:
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def parse_persistence(text: str) -> tuple[int, int]:
-    """``"K/N"`` -> (k, n) with 1 <= K <= N; raises ValueError naming the accepted form."""
-    try:
-        k, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise ValueError(f"persistence {text!r} is not K/N (e.g. 2/3: alert after 2 of the last 3 frames)") from None
-    if not 1 <= k <= n:
-        raise ValueError(f"persistence {text!r} needs 1 <= K <= N")
-    return k, n
-
-
 @dataclass
 class Decision:
     """The decision on one frame.

@@ -191,3 +191,14 @@ def quiet_native_logs(verbose: bool) -> None:
         except ImportError:
             return
         av.logging.set_level(av.logging.WARNING)
+
+
+def persistence(text: str) -> tuple[int, int]:
+    """``K/N`` -> (k, n) with 1 <= K <= N: the presence decision's persistence (``--persistence``)."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N (e.g. 2/3: alert after 2 of the last 3 frames)") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"{text!r} needs 1 <= K <= N")
+    return k, n

@@ -23,6 +23,7 @@ from dataclasses import asdict
 
 def parse_args(argv=None) -> argparse.Namespace:
     from polyp_live.arguments import command_parser
+    from polyp_live.realtime.options import persistence
     p = command_parser("evaluate", __doc__)
     p.add_argument("--model", required=True, metavar="PATH",
                    help="checkpoint (.pt) or ONNX model (.onnx with its sidecar)")
@@ -43,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="pick the lowest score threshold whose false-alarm rate is within the target (use on val)")
     p.add_argument("--false-alarm-target", type=float, default=0.01, metavar="F",
                    help="false-alarm rate allowed when choosing the operating point (default 0.01)")
-    p.add_argument("--persistence", default=None, metavar="K/N",
+    p.add_argument("--persistence", type=persistence, default=None, metavar="K/N",
                    help="with --update-sidecar: store this persistence (alert after K of the last N frames)")
     p.add_argument("--update-sidecar", action="store_true",
                    help="write the chosen operating point (and --threshold) into the .onnx model's sidecar")
@@ -58,13 +59,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         v = getattr(args, name)
         if v is not None and not 0.0 < v < 1.0:
             p.error(f"--{name.replace('_', '-')} must lie in (0, 1), got {v}")
-    if args.persistence is not None:
-        try:
-            k, n = (int(v) for v in args.persistence.split("/"))
-            assert 1 <= k <= n
-        except (ValueError, AssertionError):
-            p.error(f"--persistence must be K/N with 1 <= K <= N, got {args.persistence!r}")
-        args.persistence = (k, n)
     return args
 
 

@@ -23,6 +23,7 @@ import sys
 
 def parse_args(argv=None) -> argparse.Namespace:
     from polyp_live.arguments import command_parser
+    from polyp_live.realtime.options import persistence
     p = command_parser("evaluate-video", __doc__)
     p.add_argument("--source", required=True, metavar="PATH", help="video file, image folder or glob")
     p.add_argument("--masks", default=None, metavar="DIR", help="ground-truth masks (0/255 PNG), named like the frames")
@@ -31,22 +32,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precision", default="auto", metavar="P", help="precision as in polyp-live (default auto)")
     p.add_argument("--modes", default="none,ema,confidence", metavar="LIST",
                    help="smoothing modes to compare, comma-separated (default none,ema,confidence)")
-    p.add_argument("--persistence", action="append", default=[], metavar="K/N",
+    p.add_argument("--persistence", type=persistence, action="append", default=[], metavar="K/N",
                    help="also compare the confidence mode with this persistence (repeatable)")
     p.add_argument("--roi", default="auto", metavar="auto|full|x,y,w,h", help="field of view (default auto)")
     p.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop after N frames (default all)")
     p.add_argument("--threads", type=int, default=0, metavar="N", help="inference threads (0 = runtime default)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for video_eval.json")
     args = p.parse_args(argv)
-    persistence = []
-    for text in args.persistence:
-        try:
-            k, n = (int(v) for v in text.split("/"))
-            assert 1 <= k <= n
-        except (ValueError, AssertionError):
-            p.error(f"--persistence must be K/N with 1 <= K <= N, got {text!r}")
-        persistence.append((k, n))
-    args.persistence = persistence
     from polyp_live.realtime.smoothing import SMOOTHING_MODES
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in args.modes if m not in SMOOTHING_MODES]
