@@ -24,11 +24,11 @@ GUIDE_GREEN = (145, 188, 0)
 
 def paint_guide_box(image: np.ndarray, kind: str, rng: np.random.Generator | None = None) -> np.ndarray:
     """Return a copy of ``image`` with the lower-left guide box painted ``"black"`` or a synthetic ``"green"`` box."""
-    rng = rng or np.random.default_rng(0)
+    rng = rng if rng is not None else np.random.default_rng(0)
     out = image.copy()
     h, w = out.shape[:2]
     x0, y0, x1, y1 = GUIDE_BOX
-    jitter = rng.uniform(-0.02, 0.02, 4) if rng is not None else np.zeros(4)
+    jitter = rng.uniform(-0.02, 0.02, 4)
     x0, y0, x1, y1 = (np.clip(np.array([x0, y0, x1, y1]) + jitter, 0, 1) * (w, h, w, h)).astype(int)
     if kind == "black":
         # The painted area of the polyp-free frames reaches the frame's corner.

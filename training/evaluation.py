@@ -37,12 +37,6 @@ class Evaluation:
     sweep: dict[float, float]
 
 
-def predict(backend: Backend, image: np.ndarray) -> np.ndarray:
-    """Probability map at the image's own resolution."""
-    prob = backend.infer(preprocess(image, backend.spec))
-    return cv2.resize(prob, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
-
-
 def decision_gate(prob_small: np.ndarray, threshold: float, decision: DecisionConfig,
                   size: tuple[int, int]) -> np.ndarray:
     """Where the single-frame decision lets an outline be drawn, as a bool mask of ``size`` (w, h).

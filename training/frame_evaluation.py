@@ -11,9 +11,10 @@ polyps as that target allows.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from polyp_live.engines.base import Backend
@@ -49,7 +50,6 @@ class OperatingPoint:
     false_alarm_rate: float
     false_alarm_target: float
     chosen_on: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def _region_stats(prob: np.ndarray, truth_small: np.ndarray | None, pixel_threshold: float,
@@ -74,8 +74,6 @@ def score_frames(backend: Backend, data: str | Path, negatives: str | Path | Non
                  pixel_threshold: float | None = None, min_area_fraction: float = 0.002,
                  progress=None) -> FrameScores:
     """Single-frame scores for every image of ``split`` in the polyp set and the polyp-free set."""
-    import cv2
-
     spec = backend.spec
     pixel_threshold = spec.threshold if pixel_threshold is None else pixel_threshold
     out: dict[str, tuple[list[str], list[float], list[np.ndarray]]] = {}

@@ -1,9 +1,11 @@
 """Segmentation losses on logits: BCE + batch Dice (default), BCE + per-image Dice, focal, weighted IoU.
 
 Polyp-free frames have empty masks. A per-image soft Dice on such a frame is 1 - eps/(sum(p) + eps):
-its gradient vanishes once the prediction is small and it says nothing useful before, so the default
-computes Dice over the whole batch (positives and negatives pooled), where every false-positive pixel
-on a negative frame enlarges the denominator, and BCE supplies the per-pixel signal on negatives.
+it saturates at 1 as soon as a few pixels are predicted, so its gradient, eps/(sum(p) + eps)^2,
+all but vanishes on exactly the frames that need correcting, those with a large false outline. The
+default computes Dice over the whole batch (positives and negatives pooled), where every
+false-positive pixel on a negative frame enlarges the denominator beside the true polyp mass, and
+BCE supplies the per-pixel signal on negatives.
 """
 
 from __future__ import annotations

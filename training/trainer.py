@@ -83,12 +83,15 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def to_input(images: np.ndarray, spec: ModelSpec, device: str = "cpu") -> torch.Tensor:
+    """Model-size BGR uint8 images -> the normalised N x 3 x H x W network input (channels-last)."""
+    x = np.stack([normalize(im, spec) for im in images])
+    return torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last)
+
+
 def to_batch(images: np.ndarray, masks: np.ndarray, spec: ModelSpec,
              device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    x = np.stack([normalize(im, spec) for im in images])
-    y = masks[:, None].astype(np.float32)
-    return (torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last),
-            torch.from_numpy(y).to(device))
+    return to_input(images, spec, device), torch.from_numpy(masks[:, None].astype(np.float32)).to(device)
 
 
 @torch.no_grad()
@@ -97,8 +100,7 @@ def predict_batches(model: torch.nn.Module, images: np.ndarray, spec: ModelSpec,
     """Yield probability maps (model size, float32) for model-size images, in order."""
     model.eval()
     for i in range(0, len(images), batch_size):
-        x, _ = to_batch(images[i:i + batch_size], np.zeros((len(images[i:i + batch_size]), 1, 1), np.uint8),
-                        spec, device)
+        x = to_input(images[i:i + batch_size], spec, device)
         yield from torch.sigmoid(model(x)).float().cpu().numpy()[:, 0]
 
 

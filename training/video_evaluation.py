@@ -19,10 +19,11 @@ import cv2
 import numpy as np
 
 from polyp_live.engines.base import Backend
-from polyp_live.realtime.config import PipelineConfig, SmoothingConfig
+from polyp_live.realtime.config import PipelineConfig
 from polyp_live.realtime.decision import DecisionConfig
 from polyp_live.realtime.segmenter import Segmenter
 from polyp_live.realtime.sources import open_source
+from polyp_live.training.metrics import image_metrics
 
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
 
@@ -37,8 +38,7 @@ class Variant:
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+    return image_metrics(a, b)["dice"]  # both empty: 1, the project's convention
 
 
 def _truth(masks: Path | None, index: int, name: str | None, shape: tuple[int, int]) -> np.ndarray | None:
@@ -133,4 +133,4 @@ def write_report(rows: list[dict], out: str | Path, meta: dict) -> Path:
 def base_config(roi: str = "auto") -> PipelineConfig:
     """The live defaults (as ``polyp-live`` runs them), with the field-of-view mode given."""
     from polyp_live.realtime.roi import parse_roi
-    return replace(PipelineConfig(), roi=parse_roi(roi), smoothing=SmoothingConfig())
+    return PipelineConfig(roi=parse_roi(roi))
