@@ -36,7 +36,6 @@ class OnnxRuntimeBackend:
             raise ModelLoadError(f"model file {path} not found; pass --model with an existing .onnx file")
         self.spec = spec or ModelSpec.load(path)
         self.model_path = path
-        self.allow_spinning = allow_spinning
         available = ort.get_available_providers()
         wanted = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         options = ort.SessionOptions()
