@@ -46,8 +46,7 @@ class PipelineStats:
         self.finished: float | None = None
         self.info: dict[str, object] = {}
         self.cpu_s: dict[str, float] = {}   # thread CPU time per stage (time.thread_time)
-        self._first_out: float | None = None
-        self._last_out: float | None = None
+        self._first_out: float | None = None  # the last one is _out_times[-1]
         self._cpu0 = time.process_time()
 
     def record(self, stage: str, seconds: float) -> None:
@@ -70,14 +69,13 @@ class PipelineStats:
             self.counters["frames_out"] += 1
             self._out_times.append(now)
             self._first_out = self._first_out or now
-            self._last_out = now
 
     def rolling_fps(self) -> float:
-        with self._lock:
-            times = list(self._out_times)
-        if len(times) < 2 or times[-1] == times[0]:
-            return 0.0
-        return (len(times) - 1) / (times[-1] - times[0])
+        with self._lock:  # runs per frame for the HUD: read the ends, do not copy the window
+            times = self._out_times
+            if len(times) < 2 or times[-1] == times[0]:
+                return 0.0
+            return (len(times) - 1) / (times[-1] - times[0])
 
     def rolling_ms(self, stage: str) -> float:
         with self._lock:
@@ -98,13 +96,13 @@ class PipelineStats:
                                  **{f"p{q}": float(np.percentile(ms, q)) for q in (50, 95, 99)}, "max": float(ms.max())}
         with self._lock:
             cpu = dict(self.cpu_s)
+            # Rates over the span from the first to the last frame out: start-up (opening the source,
+            # the model's first run) is not throughput.
+            span = (self._out_times[-1] - self._first_out) if self._first_out else 0.0
         process_cpu = time.process_time() - self._cpu0
         # What no stage thread accounts for: ONNX Runtime's own worker threads, the main thread.
         cpu["other"] = max(0.0, process_cpu - sum(cpu.values()))
         cpu_use = {k: {"cpu_s": v, "cores": v / elapsed if elapsed > 0 else 0.0} for k, v in cpu.items()}
-        # Rates over the span from the first to the last frame out: start-up (opening the source,
-        # the model's first run) is not throughput.
-        span = (self._last_out - self._first_out) if self._first_out and self._last_out else 0.0
         out = counters["frames_out"]
         return {"stages_ms": stages, "counters": counters, "wall_s": elapsed,
                 "fps": out / elapsed if elapsed > 0 else 0.0,
