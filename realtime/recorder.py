@@ -26,10 +26,10 @@ import cv2
 import numpy as np
 
 from polyp_live.realtime.errors import OutputError
+from polyp_live.realtime.queues import WAIT
 
 CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
 FRAGMENTED = {"mp4", "mov"}
-WAIT = 0.1
 CLOSE_TIMEOUT = 60.0  # seconds the encoder may take to write out its queue when the run ends
 
 
