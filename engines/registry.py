@@ -6,6 +6,7 @@ from pathlib import Path
 
 from polyp_live.engines.base import Backend
 from polyp_live.engines.errors import ModelLoadError
+from polyp_live.engines.triton_wire import MODEL_NAME
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch", "triton")
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
@@ -53,7 +54,7 @@ def _int8_model(model_path: str | Path) -> Path:
 
 
 def load_backend(model_path: str | Path, backend: str = "auto", threads: int = 0, precision: str = "auto",
-                 server: str | None = None, triton_model: str = "polyp", server_timeout: float = 1.0) -> Backend:
+                 server: str | None = None, triton_model: str = MODEL_NAME, server_timeout: float = 1.0) -> Backend:
     """Load ``model_path`` with the chosen backend and precision.
 
     ``backend="triton"`` connects to the Triton server at ``server`` instead; the model's spec comes

@@ -211,12 +211,14 @@ def markdown(steps: list[dict]) -> str:
 
 def main(argv=None) -> int:
     from polyp_live.arguments import command_parser
+    from polyp_live.engines.triton_wire import MODEL_NAME
 
     p = command_parser("load-test", __doc__)
     p.add_argument("--server", default="grpc://localhost:8001", metavar="URL", help="Triton gRPC endpoint")
     p.add_argument("--metrics", default=None, metavar="URL",
                    help="Triton metrics endpoint, e.g. http://localhost:8002/metrics (for server batch sizes)")
-    p.add_argument("--triton-model", default="polyp", metavar="NAME", help="model name on the server (default polyp)")
+    p.add_argument("--triton-model", default=MODEL_NAME, metavar="NAME",
+                   help=f"model name on the server (default {MODEL_NAME})")
     p.add_argument("--rooms", default="1,2,4,8", metavar="N,N,...", help="comma-separated room counts, one step each (default 1,2,4,8)")
     p.add_argument("--fps", type=float, default=30.0, metavar="N", help="frames per second each room sends (default 30)")
     p.add_argument("--duration", type=float, default=30.0, metavar="S", help="seconds per step (default 30)")
