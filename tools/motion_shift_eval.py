@@ -66,20 +66,19 @@ def main(argv=None) -> int:
                 break
             name = source.last_name or f"{source.last_index:06d}"
             result = segmenter.process(image)
-            history.append((result, Thumb(image, result.roi)))
+            thumb = Thumb(image, result.roi)
+            history.append((result, thumb))
             frames += 1
             truth = cv2.imread(str(Path(args.masks) / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
             if truth is None or not truth.any():
                 continue  # Dice on polyp frames only
             scores["exact"].append(dice(result.mask, truth))
-            current = Thumb(image, result.roi)
             for lag in args.lags:
                 if len(history) <= lag:
                     continue
                 old, old_thumb = history[-1 - lag]
                 scores[f"lag{lag}"].append(dice(old.mask, truth))
-                dx, dy = estimate_shift(old_thumb, Thumb(image, old_thumb.roi)) if old_thumb.roi == current.roi \
-                    else (0.0, 0.0)
+                dx, dy = estimate_shift(old_thumb, thumb)  # (0, 0) when the field of view changed
                 scores[f"lag{lag}+shift"].append(dice(shift_detection(old.detection, dx, dy).mask, truth))
     finally:
         source.close()
