@@ -24,10 +24,9 @@ from pathlib import Path
 
 
 def dice(a, b) -> float:
-    import numpy as np
-    a, b = a > 0, b > 0
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+    """Dice of two masks (nonzero = polyp), by the project's one metric definition."""
+    from polyp_live.training.metrics import image_metrics
+    return image_metrics(a > 0, b > 0)["dice"]
 
 
 def main(argv=None) -> int:
@@ -46,13 +45,13 @@ def main(argv=None) -> int:
     import numpy as np
 
     from polyp_live.engines.registry import load_backend
-    from polyp_live.realtime.cli import DEFAULT_MODEL
     from polyp_live.realtime.config import PipelineConfig
     from polyp_live.realtime.motion import Thumb, estimate_shift, shift_detection
     from polyp_live.realtime.segmenter import Segmenter
     from polyp_live.realtime.sources import open_source
+    from polyp_live.resources import bundled_model
 
-    backend = load_backend(args.model or str(DEFAULT_MODEL))
+    backend = load_backend(args.model or str(bundled_model()))
     segmenter = Segmenter(backend, PipelineConfig())
     source = open_source(args.source)
     source.open()
