@@ -135,11 +135,11 @@ def main(argv=None) -> int:
     pipe.add_argument("--preset", default=None, help="libx264 preset (default superfast)")
     args = p.parse_args(argv)
     if args.pipeline:
-        from polyp_live.realtime.cli import DEFAULT_MODEL, DEMO_CLIP
+        from polyp_live.resources import bundled_model, demo_clip
         from polyp_live.tools.pipeline_benchmark import run
         docs = Path(__file__).resolve().parents[1] / "docs"
-        source = args.source if args.source != p.get_default("source") else str(DEMO_CLIP)
-        run(args.model[0] if args.model else str(DEFAULT_MODEL), source, args.frames or 0, args.threads, args.spinning, args.sizes,
+        source = args.source if args.source != p.get_default("source") else str(demo_clip())
+        run(args.model[0] if args.model else str(bundled_model()), source, args.frames or 0, args.threads, args.spinning, args.sizes,
             args.modes, args.precisions, args.json or str(docs / "benchmark-pipeline.json"),
             args.markdown or str(docs / "benchmark-pipeline.md"), args.png or str(docs / "pipeline-delays.png"),
             {k: v for k, v in (("opencv_threads", args.opencv_threads), ("encoder_threads", args.encoder_threads),
@@ -153,11 +153,11 @@ def main(argv=None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from polyp_live.realtime.cli import DEFAULT_MODEL
+    from polyp_live.resources import bundled_model
     from polyp_live.training.metrics import image_metrics
 
     console = Console()
-    entries = [e for m in (args.model or [str(DEFAULT_MODEL)]) for e in
+    entries = [e for m in (args.model or [str(bundled_model())]) for e in
                ([m] if "@" in m else [f"{m}@torch"] if Path(m).suffix in (".pt", ".pth") else default_entries(m, None))]
     entries += [f"{args.checkpoint}@torch"] if args.checkpoint else []
     rows, reference = [], None
