@@ -18,8 +18,8 @@ import numpy as np
 
 from polyp_live.engines.errors import ModelLoadError
 from polyp_live.engines.spec import ModelSpec
-from polyp_live.engines.triton_wire import (INPUT_NAME, MODEL_NAME, OUTPUT_NAME, SPEC_PARAMETER,
-                                            spec_to_parameter)
+from polyp_live.engines.triton_wire import (INPUT_NAME, INPUT_TRITON_TYPE, MODEL_NAME, OUTPUT_NAME,
+                                            OUTPUT_TRITON_TYPE, SPEC_PARAMETER, spec_to_parameter)
 
 PREFIX = "net_"  # prepended to every name of the original graph so the wire names stay free
 
@@ -84,8 +84,8 @@ def config_text(spec: ModelSpec, model_name: str = MODEL_NAME, max_batch: int = 
     return (f'name: "{model_name}"\n'
             'backend: "onnxruntime"\n'
             f"max_batch_size: {max_batch}\n"
-            f'input [ {{ name: "{INPUT_NAME}" data_type: TYPE_UINT8 dims: [ {h}, {w}, 3 ] }} ]\n'
-            f'output [ {{ name: "{OUTPUT_NAME}" data_type: TYPE_FP16 dims: [ {h}, {w} ] }} ]\n'
+            f'input [ {{ name: "{INPUT_NAME}" data_type: TYPE_{INPUT_TRITON_TYPE} dims: [ {h}, {w}, 3 ] }} ]\n'
+            f'output [ {{ name: "{OUTPUT_NAME}" data_type: TYPE_{OUTPUT_TRITON_TYPE} dims: [ {h}, {w} ] }} ]\n'
             f"dynamic_batching {{ max_queue_delay_microseconds: {max_queue_delay_us} }}\n"
             # json.dumps gives a quoted, escaped string that protobuf's text format reads back as is.
             f'parameters {{ key: "{SPEC_PARAMETER}" value {{ string_value: {json.dumps(spec_to_parameter(spec))} }} }}\n')
