@@ -119,6 +119,7 @@ class Pipeline:
         cfg = self.config.source
         fps = self.source.fps
         delivered, index = 0, 0
+        paced = cfg.realtime and not self.source.live
         t0 = time.perf_counter()
         try:
             while not self.stop.is_set():
@@ -128,7 +129,6 @@ class Pipeline:
                     continue
                 if cfg.max_frames and delivered >= cfg.max_frames:
                     break
-                paced = cfg.realtime and not self.source.live
                 if paced:
                     due = t0 + index / fps
                     delay = due - time.perf_counter()
