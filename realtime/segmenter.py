@@ -200,7 +200,7 @@ class Segmenter:
             batch = np.ascontiguousarray(resize_for_model(crop, self.backend.spec))
         else:
             batch = preprocess(crop, self.backend.spec)
-        return PreparedFrame(batch, roi, image_bgr.shape[:2], reason, fresh, time.perf_counter() - t0)
+        return PreparedFrame(batch, roi, size, reason, fresh, time.perf_counter() - t0)
 
     def complete(self, prepared: PreparedFrame, raw_prob: np.ndarray, inference_s: float = 0.0) -> SegmentationResult:
         """The steps after the model: smoothing, hysteresis, the presence decision, frame coordinates."""
