@@ -207,7 +207,6 @@ def _main(argv: list[str] | None, signals: SignalGuard) -> int:
         console.print(f"polyp-live: warning: {escape(warning)}", highlight=False, soft_wrap=True)
     backend = None
     pipeline = None
-    interrupted = {"signal": None}
     try:
         config = make_config(args, display)
         source = open_source(args.source, args.fps, config.source.max_consecutive_corrupt)
@@ -226,18 +225,10 @@ def _main(argv: list[str] | None, signals: SignalGuard) -> int:
                                     else backend.spec.threshold)
         pipeline = Pipeline(config, source, backend)
         signals.source, signals.pipeline = source, pipeline
-        signals.check()  # the last signal that arrives before the run's own handlers take over
-
-        def on_signal(signum, _frame):
-            # The first signal stops the run; every later one is ignored until the recording is
-            # finalised (a second Ctrl+C or a closed terminal must not lose it).
-            if interrupted["signal"] is None:
-                interrupted["signal"] = signum
-                pipeline.stop.set()
-                source.interrupt()  # a stream that is still opening gives up at once
-
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed
-            signal.signal(signum, on_signal)
+        signals.check()
+        # From here the guard's first signal stops the run (and interrupts a stream still opening);
+        # every later one only repeats that, so the recording is always finalised.
+        signals.started = True
         window = None
         try:
             pipeline.start()
@@ -264,14 +255,13 @@ def _main(argv: list[str] | None, signals: SignalGuard) -> int:
                 if live:
                     live.stop()
         except KeyboardInterrupt:
-            interrupted["signal"] = signal.SIGINT
+            signals.signum = signals.signum or signal.SIGINT
         finally:
             if window:
                 window.close()
             pipeline.close()
         pipeline.raise_if_failed()
     except (PolypLiveError, ModelLoadError, ModelSpecError, BackendUnavailableError, ValueError, OSError) as exc:
-        signals.signum = signals.signum or interrupted["signal"]
         if signals.signum is not None and (pipeline is None or not pipeline.stats.counters["frames_out"]):
             raise Interrupted(signals.signum) from None  # what failed was cut short by the signal
         if pipeline is not None and pipeline.stats.counters["frames_out"]:
@@ -289,12 +279,10 @@ def _main(argv: list[str] | None, signals: SignalGuard) -> int:
                       "timebase)", highlight=False)
     for note in _source_notes(pipeline):
         console.print(escape(note), highlight=False, soft_wrap=True)
-    if interrupted["signal"] is not None:
-        signals.signum = interrupted["signal"]  # the guard then ignores late signals until the exit
-        name = signal.Signals(interrupted["signal"]).name
+    if signals.signum is not None:
         done = "; the recording is finalised" if recorder is not None and recorder.finalised else ""
-        console.print(f"stopped by {name}{done}", highlight=False)
-        return 128 + int(interrupted["signal"])
+        console.print(f"stopped by {signals.name}{done}", highlight=False)
+        return signals.exit_code
     return 0
 
 
