@@ -25,17 +25,6 @@ DEFAULT_MODEL = bundled_model()
 DEMO_CLIP = demo_clip()
 
 
-_unit = options.unit
-_non_negative_int = options.non_negative_int
-
-
-def _positive_ms(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number of milliseconds")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     from polyp_live.engines.registry import BACKENDS, PRECISIONS
     from polyp_live.realtime.render import STYLES
@@ -54,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--realtime", action="store_true",
                      help="pace a file at its native FPS and drop late frames, like a live feed")
     src.add_argument("--loop", action="store_true", help="replay a file or image folder endlessly")
-    src.add_argument("--max-frames", type=_non_negative_int, default=0, metavar="N", help="stop after N frames (0 = no limit)")
+    src.add_argument("--max-frames", type=options.non_negative_int, default=0, metavar="N", help="stop after N frames (0 = no limit)")
     src.add_argument("--reconnect-timeout", type=options.non_negative, default=10.0, metavar="S",
                      help="seconds to keep reconnecting a lost camera or stream before giving up (default 10)")
     mod = p.add_argument_group("model")
@@ -63,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("--precision", default="auto", choices=PRECISIONS,
                      help="auto (fp32 on ONNX Runtime, fp16 on TensorRT), or fp32, fp16 (TensorRT), int8 "
                           "(the model's .int8.onnx on the CPU, a Q/DQ engine on TensorRT)")
-    mod.add_argument("--threads", type=_non_negative_int, default=0, metavar="N", help="CPU inference threads (0 = runtime default)")
+    mod.add_argument("--threads", type=options.non_negative_int, default=0, metavar="N", help="CPU inference threads (0 = runtime default)")
     mod.add_argument("--server", default=None, metavar="URL",
                      help="inference server for --backend triton (implied by --server): grpc://HOST:PORT, "
                           "e.g. grpc://localhost:8001 (started with polyp-live-serve)")
@@ -74,19 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--roi", type=options.roi, default="auto", metavar="ROI", help="field of view: auto, full or x,y,w,h (default auto)")
     seg.add_argument("--smoothing", default="confidence", choices=SMOOTHING_MODES, help="temporal smoothing (default confidence)")
     seg.add_argument("--smoothing-strength", type=options.fraction, default=0.6, metavar="F", help="0 follows each frame, towards 1 keeps the past (default 0.6)")
-    seg.add_argument("--threshold", type=_unit, default=None, metavar="P", help="switch-on probability (default: the model's)")
-    seg.add_argument("--threshold-low", type=_unit, default=None, metavar="P", help="switch-off probability (default threshold - 0.15)")
-    seg.add_argument("--score-threshold", type=_unit, default=None, metavar="P",
+    seg.add_argument("--threshold", type=options.unit, default=None, metavar="P", help="switch-on probability (default: the model's)")
+    seg.add_argument("--threshold-low", type=options.unit, default=None, metavar="P", help="switch-off probability (default threshold - 0.15)")
+    seg.add_argument("--score-threshold", type=options.unit, default=None, metavar="P",
                      help="presence decision: a region's peak probability must reach P (default: the model's "
                           "operating point)")
     seg.add_argument("--persistence", type=options.persistence, default=None, metavar="K/N",
                      help="raise the alert after a polyp on K of the last N frames (default: the model's)")
-    seg.add_argument("--min-area", type=_non_negative_int, default=300, metavar="N", help="drop regions smaller than this many pixels (default 300)")
+    seg.add_argument("--min-area", type=options.non_negative_int, default=300, metavar="N", help="drop regions smaller than this many pixels (default 300)")
     seg.add_argument("--no-fill-holes", action="store_true", help="keep holes inside regions")
     out = p.add_argument_group("output")
     out.add_argument("--overlay", default="both", choices=STYLES, help="overlay style (default both)")
     out.add_argument("--no-hud", action="store_true", help="hide FPS, latency and the polyp indicator")
-    out.add_argument("--max-annotation-age", type=_positive_ms, default=250.0, metavar="MS",
+    out.add_argument("--max-annotation-age", type=options.positive, default=250.0, metavar="MS",
                      help="live and --realtime: do not draw a mask computed on a frame older than this; the HUD "
                           "says the annotation is stale (default 250)")
     out.add_argument("--motion-shift", action="store_true",
