@@ -108,9 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if received:
+    if received:  # a requested stop is a clean stop: exit 0
         print(f"stopped by {signal.Signals(received[0]).name}", flush=True)
-        return 0
     return 0
 
 
