@@ -67,3 +67,28 @@ def test_the_output_stage_draws_the_moved_mask_only_when_asked(tmp_path):
         green = np.all(stage.view.newest()[1] == (0, 255, 0), axis=-1)
         drawn[motion] = float(green[truth].mean())
     assert drawn[False] < 0.8 and drawn[True] > 0.9
+
+
+def test_motion_shift_eval_skips_lagged_masks_of_another_frame_size(tmp_path, brightness_model):
+    """Raw stills of mixed sizes (as in Kvasir-SEG) are scored, not a crash on mismatched shapes."""
+    import json
+
+    from polyp_live.tools import motion_shift_eval
+    frames, masks = tmp_path / "frames", tmp_path / "masks"
+    frames.mkdir(), masks.mkdir()
+    for i, (w, h) in enumerate([(640, 480), (560, 420), (560, 420)]):
+        image = cv2.GaussianBlur(np.random.default_rng(i).integers(40, 110, (h, w, 3), dtype=np.uint8), (0, 0), 2)
+        truth = np.zeros((h, w), np.uint8)
+        cv2.circle(truth, (w // 2, h // 2), 70, 255, -1)
+        image[truth > 0] = 235
+        cv2.imwrite(str(frames / f"{i:03d}.png"), image)
+        cv2.imwrite(str(masks / f"{i:03d}.png"), truth)
+    out = tmp_path / "shift.json"
+    rc = motion_shift_eval.main(["--source", str(frames), "--masks", str(masks), "--model", str(brightness_model),
+                                 "--lags", "1", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert rc == 0 and report["frames"] == 3
+    assert report["results"]["exact"]["frames"] == 3 and report["results"]["exact"]["mean_dice"] > 0.9
+    # Frame 1 follows a 640x480 frame (not scored at lag 1); frame 2 follows one of its own size.
+    assert report["results"]["lag1"]["frames"] == 1 and report["skipped_size_change"] == {"lag1": 1}
+    assert report["results"]["lag1"]["mean_dice"] > 0.9

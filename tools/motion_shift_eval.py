@@ -57,6 +57,7 @@ def main(argv=None) -> int:
     source.open()
     history: deque = deque(maxlen=max(args.lags) + 1)
     scores = {"exact": []} | {f"lag{lag}": [] for lag in args.lags} | {f"lag{lag}+shift": [] for lag in args.lags}
+    size_changes = {lag: 0 for lag in args.lags}
     frames = 0
     try:
         while not args.max_frames or frames < args.max_frames:
@@ -76,6 +77,11 @@ def main(argv=None) -> int:
                 if len(history) <= lag:
                     continue
                 old, old_thumb = history[-1 - lag]
+                if old.mask.shape != truth.shape:
+                    # A mask of a frame of another size cannot be drawn on this one (the live view
+                    # drops it too): a folder of raw stills of mixed sizes has such pairs.
+                    size_changes[lag] += 1
+                    continue
                 scores[f"lag{lag}"].append(dice(old.mask, truth))
                 dx, dy = estimate_shift(old_thumb, thumb)  # (0, 0) when the field of view changed
                 scores[f"lag{lag}+shift"].append(dice(shift_detection(old.detection, dx, dy).mask, truth))
@@ -86,8 +92,13 @@ def main(argv=None) -> int:
     for k, v in summary.items():
         print(f"{k:>12}: mean Dice {v['mean_dice'] if v['mean_dice'] is None else round(v['mean_dice'], 4)} "
               f"over {v['frames']} polyp frames")
+    for lag, count in size_changes.items():
+        if count:
+            print(f"lag {lag}: {count} polyp frames not scored: the frame {lag} back had another size")
     if args.out:
-        Path(args.out).write_text(json.dumps({"frames": frames, "results": summary}, indent=2) + "\n")
+        Path(args.out).write_text(json.dumps({"frames": frames, "results": summary,
+                                              "skipped_size_change": {f"lag{k}": v for k, v in size_changes.items()}},
+                                             indent=2) + "\n")
     return 0
 
 
