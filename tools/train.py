@@ -18,7 +18,7 @@ import sys
 # Listed here as well as in training/, so --help works without torch (training imports it);
 # main() checks them against the real tables.
 ENCODER_NAMES = ("efficientnet-lite0", "efficientnet-lite2")
-LOSS_NAMES = ("bce_positive_dice", "bce_batch_dice", "bce_dice", "focal_dice", "wiou_bce")
+LOSS_NAMES = ("bce_batch_dice", "bce_dice", "focal_dice", "wiou_bce")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="five decoder widths, deepest first")
     p.add_argument("--aspp", action="store_true", help="add an ASPP block at the bottleneck")
     p.add_argument("--no-deep-supervision", action="store_true", help="train the final head only")
-    p.add_argument("--loss", default="bce_positive_dice", choices=LOSS_NAMES)
+    p.add_argument("--loss", default="bce_batch_dice", choices=LOSS_NAMES)
     p.add_argument("--epochs", type=int, default=30, metavar="N")
     p.add_argument("--batch-size", type=int, default=8, metavar="N")
     p.add_argument("--lr", type=float, default=1e-3, metavar="LR")

@@ -1,5 +1,4 @@
-"""Segmentation losses on logits: BCE + per-positive-image Dice (default), BCE + batch Dice, BCE +
-per-image Dice, focal, weighted IoU.
+"""Segmentation losses on logits: BCE + batch Dice (default), BCE + per-image Dice, focal, weighted IoU.
 
 Polyp-free frames have empty masks. A per-image soft Dice on such a frame is 1 - eps/(sum(p) + eps):
 it saturates at 1 as soon as a few pixels are predicted, so its gradient, eps/(sum(p) + eps)^2,
@@ -7,11 +6,6 @@ all but vanishes on exactly the frames that need correcting, those with a large 
 default computes Dice over the whole batch (positives and negatives pooled), where every
 false-positive pixel on a negative frame enlarges the denominator beside the true polyp mass, and
 BCE supplies the per-pixel signal on negatives.
-
-Pooling, though, weights each polyp by its size, so small polyps count for little while the metric
-we report (mean Dice per image) counts every image once. The default therefore takes the per-image
-soft Dice on the images that hold a polyp only, where it is well defined and matches the metric,
-and leaves polyp-free frames to BCE (every false-positive pixel there is a per-pixel error).
 """
 
 from __future__ import annotations
@@ -19,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("bce_positive_dice", "bce_batch_dice", "bce_dice", "focal_dice", "wiou_bce")
+LOSSES = ("bce_batch_dice", "bce_dice", "focal_dice", "wiou_bce")
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
@@ -34,14 +28,6 @@ def batch_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0
     prob = torch.sigmoid(logits)
     inter = (prob * target).sum()
     return 1 - (2 * inter + eps) / (prob.sum() + target.sum() + eps)
-
-
-def positive_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """Per-image soft Dice averaged over the images whose mask is not empty (0 when none is)."""
-    positive = target.flatten(1).amax(1) > 0
-    if not bool(positive.any()):
-        return logits.sum() * 0.0  # keeps the graph (and the dtype) for a batch of polyp-free frames only
-    return soft_dice_loss(logits[positive], target[positive], eps)
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha: float = 0.25) -> torch.Tensor:
@@ -65,8 +51,6 @@ def weighted_iou_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 
 def segmentation_loss(name: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Loss by name; ``target`` is float 0/1 shaped like ``logits``."""
-    if name == "bce_positive_dice":
-        return F.binary_cross_entropy_with_logits(logits, target) + positive_dice_loss(logits, target)
     if name == "bce_batch_dice":
         return F.binary_cross_entropy_with_logits(logits, target) + batch_dice_loss(logits, target)
     if name == "bce_dice":

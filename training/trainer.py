@@ -45,7 +45,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0
-    loss: str = "bce_positive_dice"
+    loss: str = "bce_batch_dice"
     aux_weight: float = 0.4
     seed: int = 0
     threads: int = 0
