@@ -40,7 +40,9 @@ def test_every_consumer_uses_the_shared_preprocessing():
         pytest.skip("training needs torch (the [train] extra)")
     assert trainer.normalize is pre.normalize
     assert dataset.resize_for_model is pre.resize_for_model
-    assert evaluation.preprocess is pre.preprocess
+    import polyp_live.training.frame_evaluation as frame_evaluation
+    # Evaluation prepares images with the live path's own Segmenter (field of view, then preprocess).
+    assert evaluation.Segmenter is segmenter.Segmenter and frame_evaluation.Segmenter is segmenter.Segmenter
 
 
 def test_non_image_input_is_refused():

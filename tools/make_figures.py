@@ -120,11 +120,11 @@ def grid_figure(model: str, data: str, negatives: str | None, split: str, polyps
     outline (what the live path draws on a still image) in green, the true one in magenta."""
     import cv2
 
-    from polyp_live.engines.preprocess import preprocess
     from polyp_live.engines.registry import load_backend
     from polyp_live.realtime.decision import DecisionConfig
     from polyp_live.training.dataset import DatasetError, read_pair, scan, split_stems
-    from polyp_live.training.evaluation import decision_gate
+    from polyp_live.training.evaluation import still_probability
+    from polyp_live.training.frame_evaluation import still_segmenter
     from polyp_live.training.metrics import image_metrics
 
     try:
@@ -139,12 +139,11 @@ def grid_figure(model: str, data: str, negatives: str | None, split: str, polyps
     try:
         spec = backend.spec
         decision = DecisionConfig.from_spec(spec)
+        segmenter = still_segmenter(backend)
         for stem, sample in picks:
             image, truth = read_pair(sample)
             h, w = image.shape[:2]
-            prob_small = backend.infer(preprocess(image, spec))
-            prob = cv2.resize(prob_small, (w, h), interpolation=cv2.INTER_LINEAR)
-            predicted = (prob * decision_gate(prob_small, spec.threshold, decision, (w, h))) >= spec.threshold
+            predicted = still_probability(segmenter, image, spec.threshold, decision) >= spec.threshold
             scale = tile / max(h, w)
             size = (round(w * scale), round(h * scale))
             canvas = np.zeros((tile, tile, 3), np.uint8)

@@ -72,8 +72,15 @@ def scan(root: str | Path, negatives: bool = False) -> dict[str, Sample]:
 
 def split_stems(root: str | Path, split: str, samples: dict[str, Sample],
                 ratios: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0) -> list[str]:
-    """Stems of one split: from ``splits/<split>.txt`` if present, else a seeded ratio split."""
+    """Stems of one split: from ``splits/<split>.txt``, or a seeded ratio split when there is no ``splits/``.
+
+    A ``splits/`` folder without this split's file is an error, not a reason to draw a random
+    split: that could put images of the fixed splits (val, test) into another one.
+    """
     path = Path(root) / "splits" / f"{split}.txt"
+    if not path.is_file() and path.parent.is_dir() and any(path.parent.glob("*.txt")):
+        raise DatasetError(f"{path} not found, though {path.parent} holds fixed splits; add {split}.txt "
+                           f"there or choose another split")
     if path.is_file():
         stems = [line.strip() for line in path.read_text().splitlines() if line.strip()]
         unknown = [s for s in stems if s not in samples]

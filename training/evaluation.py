@@ -1,8 +1,9 @@
 """Evaluate a checkpoint or an exported model on a dataset split through the live path's backend.
 
-Every image goes through :func:`engines.preprocess.preprocess` and a :class:`engines.base.Backend`,
-exactly as in ``polyp-live``; the probability map is resized back to the image's own size and scored
-there with :mod:`training.metrics`.
+Every image goes through the live path's :class:`~realtime.segmenter.Segmenter` preparation (field of
+view, the shared :func:`engines.preprocess.preprocess`) and a :class:`engines.base.Backend`, exactly
+as in ``polyp-live`` on a still; the probability map is resized back over the field of view at the
+image's own size and scored there with :mod:`training.metrics`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import cv2
 import numpy as np
 
 from polyp_live.engines.base import Backend
-from polyp_live.engines.preprocess import preprocess
 from polyp_live.realtime.decision import DecisionConfig
+from polyp_live.realtime.segmenter import Segmenter
 from polyp_live.training.dataset import read_pair, scan, split_stems
-from polyp_live.training.frame_evaluation import decided_mask
+from polyp_live.training.frame_evaluation import decided_mask, infer_still, still_segmenter, to_image
 from polyp_live.training.metrics import METRICS, MetricAccumulator, image_metrics
 
 SWEEP = tuple(round(t, 2) for t in np.arange(0.20, 0.81, 0.05))
@@ -37,18 +38,30 @@ class Evaluation:
     sweep: dict[float, float]
 
 
-def decision_gate(prob_small: np.ndarray, threshold: float, decision: DecisionConfig,
-                  size: tuple[int, int]) -> np.ndarray:
-    """Where the single-frame decision lets an outline be drawn, as a bool mask of ``size`` (w, h).
+def decision_gate(prob_small: np.ndarray, threshold: float, decision: DecisionConfig) -> np.ndarray:
+    """Where the single-frame decision lets an outline be drawn, as a bool mask at model resolution.
 
-    The decision runs at model resolution, as in the live path; its kept regions (slightly dilated,
-    so upsampling does not shave their edges) gate the full-resolution thresholded probability.
+    The decision runs at model resolution, as in the live path; its kept regions are slightly
+    dilated, so that upsampling does not shave their edges, before they gate the full-resolution
+    thresholded probability.
     """
     kept = decided_mask(prob_small, threshold, decision).astype(np.uint8)
-    if not kept.any():
-        return np.zeros((size[1], size[0]), bool)
-    kept = cv2.dilate(kept, np.ones((3, 3), np.uint8))
-    return cv2.resize(kept, size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    return cv2.dilate(kept, np.ones((3, 3), np.uint8)).astype(bool) if kept.any() else kept.astype(bool)
+
+
+def still_probability(segmenter: Segmenter, image: np.ndarray, threshold: float,
+                      decision: DecisionConfig | None = None) -> np.ndarray:
+    """The probability map over ``image`` at its own size as ``polyp-live`` computes it on a still.
+
+    With ``decision``, it is zero outside the regions the single-frame presence decision lets the
+    live path draw (everywhere when the decision fails), so ``>= threshold`` is the drawn mask.
+    """
+    prob_small, roi = infer_still(segmenter, image)
+    prob = to_image(prob_small, roi, image.shape)
+    if decision is not None:
+        gate = decision_gate(prob_small, threshold, decision).astype(np.uint8)
+        prob *= to_image(gate, roi, image.shape, cv2.INTER_NEAREST)
+    return prob
 
 
 def evaluate(backend: Backend, data: str | Path, split: str, threshold: float | None = None,
@@ -65,13 +78,11 @@ def evaluate(backend: Backend, data: str | Path, split: str, threshold: float | 
     acc = MetricAccumulator()
     sweep_dice = {t: [] for t in SWEEP} if sweep else {}
     rows, kept = [], []
+    segmenter = still_segmenter(backend)
     task = progress.add_task(f"evaluating {split}", total=len(stems)) if progress else None
     for stem in stems:
         image, truth = read_pair(samples[stem])
-        prob_small = backend.infer(preprocess(image, backend.spec))
-        prob = cv2.resize(prob_small, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
-        if decision is not None:
-            prob = prob * decision_gate(prob_small, threshold, decision, (image.shape[1], image.shape[0]))
+        prob = still_probability(segmenter, image, threshold, decision)
         row = acc.add(prob >= threshold, truth)
         rows.append({"image": stem, **row})
         for t in sweep_dice:

@@ -1,7 +1,8 @@
 """Frame-level evaluation of the presence decision over polyp images and polyp-free frames.
 
-Each image goes through the shared preprocessing and the live path's backend; its probability map
-(model resolution, as the live decision sees it) gives a single-frame candidate score
+Each image goes through the live path's own :class:`~realtime.segmenter.Segmenter` preparation (field
+of view, shared preprocessing) and backend, as a still: a new picture with no history. Its
+probability map (model resolution, as the live decision sees it) gives a single-frame candidate score
 (:func:`realtime.decision.candidate_score`). Sweeping the score threshold gives the detection rate on
 polyp images against the false-alarm rate on polyp-free frames; the operating point is the lowest
 threshold whose false-alarm rate on the validation frames stays within a target, which keeps as many
@@ -18,8 +19,10 @@ import cv2
 import numpy as np
 
 from polyp_live.engines.base import Backend
-from polyp_live.engines.preprocess import preprocess
+from polyp_live.realtime.config import PipelineConfig
 from polyp_live.realtime.decision import DecisionConfig, PresenceDecision, region_scores
+from polyp_live.realtime.roi import Roi
+from polyp_live.realtime.segmenter import Segmenter
 from polyp_live.training.dataset import read_pair, scan, split_stems
 
 SCORE_SWEEP = tuple(round(float(t), 4) for t in np.concatenate([np.arange(0.50, 0.90, 0.02), np.arange(0.90, 0.99, 0.005),
@@ -52,6 +55,30 @@ class OperatingPoint:
     chosen_on: str = ""
 
 
+def still_segmenter(backend: Backend) -> Segmenter:
+    """The live path's Segmenter with its defaults (automatic field of view), for scoring stills."""
+    return Segmenter(backend, PipelineConfig())
+
+
+def infer_still(segmenter: Segmenter, image: np.ndarray) -> tuple[np.ndarray, Roi]:
+    """The probability map (model resolution) of one still as ``polyp-live`` computes it, and its ROI.
+
+    The still is a new picture: the segmenter forgets the previous one, detects the field of view
+    afresh and preprocesses the crop with the shared function.
+    """
+    segmenter.reset()
+    prepared = segmenter.prepare(image)
+    return segmenter.backend.infer(prepared.batch), prepared.roi
+
+
+def to_image(small: np.ndarray, roi: Roi, shape: tuple[int, ...], interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """A model-resolution map placed back over its ROI in an image of ``shape`` (zero outside)."""
+    x, y, w, h = roi
+    full = np.zeros(shape[:2], small.dtype)
+    full[y:y + h, x:x + w] = cv2.resize(small, (w, h), interpolation=interpolation)
+    return full
+
+
 def _region_stats(prob: np.ndarray, truth_small: np.ndarray | None, pixel_threshold: float,
                   min_area_fraction: float) -> tuple[float, np.ndarray]:
     """Best score among large-enough regions, and per sweep threshold whether a passing region hits the truth."""
@@ -74,8 +101,8 @@ def score_frames(backend: Backend, data: str | Path, negatives: str | Path | Non
                  pixel_threshold: float | None = None, min_area_fraction: float = 0.002,
                  progress=None) -> FrameScores:
     """Single-frame scores for every image of ``split`` in the polyp set and the polyp-free set."""
-    spec = backend.spec
-    pixel_threshold = spec.threshold if pixel_threshold is None else pixel_threshold
+    pixel_threshold = backend.spec.threshold if pixel_threshold is None else pixel_threshold
+    segmenter = still_segmenter(backend)
     out: dict[str, tuple[list[str], list[float], list[np.ndarray]]] = {}
     for kind, root in (("pos", data), ("neg", negatives)):
         stems, scores, hits = [], [], []
@@ -85,10 +112,10 @@ def score_frames(backend: Backend, data: str | Path, negatives: str | Path | Non
             task = progress.add_task(f"scoring {Path(root).name} {split}", total=len(stems)) if progress else None
             for stem in stems:
                 image, truth = read_pair(samples[stem])
-                prob = backend.infer(preprocess(image, spec))
+                prob, (x, y, w, h) = infer_still(segmenter, image)
                 small = None
                 if kind == "pos":
-                    small = cv2.resize(truth.astype(np.uint8), (prob.shape[1], prob.shape[0]),
+                    small = cv2.resize(truth[y:y + h, x:x + w].astype(np.uint8), (prob.shape[1], prob.shape[0]),
                                        interpolation=cv2.INTER_NEAREST).astype(bool)
                 best, hit = _region_stats(prob, small, pixel_threshold, min_area_fraction)
                 scores.append(best)
