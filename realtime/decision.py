@@ -119,7 +119,11 @@ class PresenceDecision:
         self._history.clear()
 
     def __call__(self, prob: np.ndarray, mask: np.ndarray) -> Decision:
-        """Decide on one frame from its (smoothed) probability map and hysteresis mask, both model size."""
+        """Decide on one frame: regions of ``mask`` (hysteresis of the smoothed map) scored on ``prob``.
+
+        The live path passes the model's own probability map of this frame as ``prob``, so that
+        temporal smoothing shapes the outlines but never decides presence; both are model size.
+        """
         if prob.shape != mask.shape:
             raise ValueError(f"probability map {prob.shape} and mask {mask.shape} differ in shape")
         cfg = self.config

@@ -209,7 +209,10 @@ class Segmenter:
             self._reset_temporal()
         prob = self.smoother(raw_prob)
         mask = self.hysteresis(prob)
-        decision = self.decision(prob, mask)
+        # Regions come from the smoothed map (steady outlines); their scores from this frame's own map:
+        # smoothing must not pull a polyp's peak under the score threshold, nor keep a region alive
+        # on memory alone. Steadiness of the alert itself is the persistence rule's job.
+        decision = self.decision(raw_prob, mask)
         pp = self.config.postprocess
         detection = to_frame(decision.mask, prepared.roi, prepared.frame_shape, pp.min_area, pp.fill_holes,
                              present=decision.present)

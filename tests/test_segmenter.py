@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import FakeBackend, moving_disc_frames
+from conftest import TEST_SPEC, FakeBackend, moving_disc_frames
 from polyp_live.realtime.cli import main
 from polyp_live.realtime.config import PipelineConfig, PostprocessConfig, RoiConfig, SmoothingConfig
 from polyp_live.realtime.decision import DecisionConfig
@@ -120,3 +120,41 @@ def test_a_newest_queue_with_room_for_several_frames_drops_the_oldest_first():
     assert dropped == ["a"]
     with pytest.raises(queue.Empty):
         q.get(timeout=0.01)
+
+
+class ScriptedBackend:
+    """Returns the given probability maps in turn, whatever the frame."""
+
+    name = "scripted"
+
+    def __init__(self, maps):
+        self.spec, self.maps = TEST_SPEC, list(maps)
+
+    def infer(self, batch):
+        return self.maps.pop(0)
+
+    def close(self):
+        pass
+
+
+def test_smoothing_shapes_outlines_but_the_frame_own_map_decides_presence():
+    def blob(peak: float) -> np.ndarray:
+        prob = np.full((32, 32), 0.01, np.float32)
+        prob[8:20, 8:20] = 0.7
+        prob[12:16, 12:16] = peak
+        return prob
+
+    # A polyp the model sees at 0.995 right after frames where it was unsure (0.9): averaging with
+    # that past would pull the peak under the 0.992 threshold; then the polyp fades to 0.7.
+    maps = [blob(0.9), blob(0.9), blob(0.995), blob(0.995), blob(0.7)]
+    config = PipelineConfig(roi=RoiConfig(mode="full"), postprocess=PostprocessConfig(min_area=0),
+                            smoothing=SmoothingConfig(mode="ema", strength=0.6),
+                            decision=DecisionConfig(score_threshold=0.992, min_area_fraction=0.01))
+    seg = Segmenter(ScriptedBackend(maps), config)
+    frame = np.full((64, 64, 3), 60, np.uint8)
+    results = [seg.process(frame) for _ in maps]
+    assert [r.present for r in results] == [False, False, True, True, False]
+    assert results[2].prob.max() < 0.992 < results[2].raw_prob.max()  # smoothed, the peak would not pass
+    # What is drawn is the smoothed outline, and nothing once this frame's map no longer passes,
+    # even where the smoothed memory still holds the region.
+    assert results[2].mask.any() and not results[4].mask.any() and results[4].prob.max() > 0.75

@@ -1,0 +1,51 @@
+"""tools/evaluate_video.py: the live path's segmentation scored over a folder of frames with true masks."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+
+from polyp_live.tools import evaluate_video
+
+
+def write_sequence(folder, polyp_pattern):
+    """Frames (a textured background, a bright disc on 'polyp' frames) and their true masks."""
+    frames, masks = folder / "frames", folder / "masks"
+    frames.mkdir(parents=True), masks.mkdir(parents=True)
+    texture = np.random.default_rng(0).integers(30, 90, (120, 160, 3), dtype=np.uint8)
+    for i, polyp in enumerate(polyp_pattern):
+        frame, truth = texture.copy(), np.zeros((120, 160), np.uint8)
+        if polyp:
+            cv2.circle(frame, (60 + 3 * i, 60), 24, (230, 230, 230), -1)
+            cv2.circle(truth, (60 + 3 * i, 60), 24, 255, -1)
+        cv2.imwrite(str(frames / f"{i:04d}.png"), frame)
+        cv2.imwrite(str(masks / f"{i:04d}.png"), truth)
+    return frames, masks
+
+
+def test_video_evaluation_scores_each_variant_against_the_truth(tmp_path, brightness_model):
+    pattern = [True] * 4 + [False] * 4 + [True] * 4
+    frames, masks = write_sequence(tmp_path, pattern)
+    rc = evaluate_video.main(["--source", str(frames), "--masks", str(masks), "--model", str(brightness_model),
+                              "--modes", "none,confidence", "--persistence", "2/3", "--roi", "full",
+                              "--out", str(tmp_path / "out")])
+    assert rc == 0
+    rows = {r["variant"]: r for r in json.loads((tmp_path / "out" / "video_eval.json").read_text())["results"]}
+    assert list(rows) == ["single frame", "none", "confidence", "confidence 2/3"]
+    single = rows["single frame"]
+    assert (single["frames"], single["polyp_frames"], single["polyp_free_frames"]) == (12, 8, 4)
+    assert single["dice"] > 0.9 and single["detection_rate"] == 1.0 and single["false_alarm_rate"] == 0.0
+    # The alert goes up, down, up: 2 toggles in 12 frames, as often as the truth changes.
+    assert single["toggles_per_100_frames"] == 100 * 2 / 12
+    # Persistence 2/3 hides the first frame of each of the two appearances.
+    assert rows["confidence 2/3"]["detection_rate"] == 6 / 8 and rows["confidence 2/3"]["persistence"] == "2/3"
+
+
+def test_video_evaluation_of_a_missing_source_is_one_line_and_exit_1(tmp_path, brightness_model, capsys):
+    rc = evaluate_video.main(["--source", str(tmp_path / "nothing"), "--model", str(brightness_model),
+                              "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().out.strip()
+    assert rc == 1 and err.startswith("error:") and "nothing" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
