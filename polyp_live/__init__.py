@@ -9,9 +9,17 @@ Here, in ``polyp_live/`` itself: :mod:`~polyp_live.resources` (the bundled model
 style) and :mod:`~polyp_live.cache` (where INT8 models, engines and calibration sets go).
 """
 
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("polyp-live")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+
+def __getattr__(name: str) -> str:
+    # __version__ is read on first use: importlib.metadata costs about 30 ms at start-up, a window in
+    # which a Ctrl+C would still reach Python's default handler (a traceback) before polyp-live's own.
+    if name != "__version__":
+        raise AttributeError(f"module 'polyp_live' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        value = version("polyp-live")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        value = "0+unknown"
+    globals()["__version__"] = value
+    return value
