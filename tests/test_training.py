@@ -117,6 +117,7 @@ def test_export_parity_on_a_small_model(tmp_path):
     onnx_path = tmp_path / "m.onnx"
     spec = export_onnx(tmp_path / "run" / "best.pt", onnx_path, threshold=0.45)
     assert spec.input_height == 64 and spec.threshold == 0.45 and onnx_path.with_suffix(".json").is_file()
+    assert spec.info["training_data"] == "data train split"  # folder names, not this machine's paths
     images = [cv2.imread(str(p)) for p in sorted((data / "images").glob("*.jpg"))[:3]]
     parity = check_parity(tmp_path / "run" / "best.pt", onnx_path, images)
     assert parity["max_abs_diff"] < 1e-4 and parity["min_mask_dice"] >= 0.99

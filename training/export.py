@@ -39,10 +39,20 @@ def export_onnx(checkpoint: str | Path, out: str | Path, threshold: float = 0.5,
     tmp.replace(out)
     meta = {"architecture": "UNet++", "encoder": config.model.encoder,
             "decoder_channels": list(config.model.decoder_channels), "aspp": config.model.aspp,
-            "training_data": str(config.data), "opset": OPSET, **(info or {})}
+            "training_data": training_data(config), "opset": OPSET, **(info or {})}
     spec = model_spec(config.size, meta, threshold)
     spec.save(out)
     return spec
+
+
+def training_data(config) -> str:
+    """What the model learnt from, for the sidecar: dataset folder names, not this machine's paths."""
+    text = f"{Path(config.data).name} train split"
+    if config.negatives:
+        text += f" + polyp-free {Path(config.negatives).name} train split"
+    if config.init:
+        text += f" (fine-tuned from {Path(config.init).name})"
+    return text
 
 
 def check_parity(checkpoint: str | Path, onnx_path: str | Path, images: list[np.ndarray],
