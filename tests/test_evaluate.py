@@ -62,6 +62,7 @@ def test_evaluate_scores_what_the_live_path_draws_and_chooses_an_operating_point
     # The chosen point is stored in the sidecar; the model itself is not touched.
     stored = ModelSpec.load(brightness_model).info["decision"]
     assert stored["score_threshold"] == frames["chosen_operating_point"]["score_threshold"]
+    assert stored["chosen_on"] == "val splits of polyps and free"  # folder names, not local paths
     assert brightness_model.read_bytes() == model_bytes
     # Each image's Dice is that of the mask polyp-live draws on it as a still (field of view cropped).
     with open(out / "val_per_image.csv") as fh:

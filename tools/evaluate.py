@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -134,7 +135,8 @@ def main(argv=None) -> int:
         info = dict(spec.info)
         k, n = args.persistence or (stored.k, stored.n)
         info["decision"] = {"score_threshold": score_threshold, "min_area_fraction": min_area, "k": k, "n": n,
-                            "chosen_on": f"{args.split} split of {args.data} and {args.negatives}",
+                            "chosen_on": f"{args.split} splits of {Path(args.data).name} and "
+                                         f"{Path(args.negatives).name}",
                             "false_alarm_target": args.false_alarm_target if point else None}
         new = ModelSpec(**{**asdict(spec), "threshold": threshold, "info": info})
         path = new.save(args.model)
