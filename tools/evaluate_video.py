@@ -80,7 +80,7 @@ def main(argv=None) -> int:
                                              args.max_frames, progress))
     except (ModelLoadError, ModelSpecError, BackendUnavailableError, PolypLiveError, FileNotFoundError,
             ValueError) as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 1
     path = write_report(rows, args.out, {"model": model, "source": args.source, "masks": args.masks})
     truth = args.masks is not None
