@@ -12,6 +12,7 @@ polyps as that target allows.
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -184,12 +185,15 @@ def plot_sweep(rows: list[dict], point: OperatingPoint | None, path: str | Path,
     if point is not None:
         ax.plot([100 * point.false_alarm_rate], [100 * point.detection_rate], "r*", ms=14,
                 label=f"operating point: score {point.score_threshold:.3f}")
+    labelled = set()
     for r, x, y in zip(rows, fa, det):
-        if abs(r["score_threshold"] * 10 - round(r["score_threshold"] * 10)) < 1e-6:
+        # Label round thresholds, once per point: several thresholds often give the same rates.
+        if abs(r["score_threshold"] * 10 - round(r["score_threshold"] * 10)) < 1e-6 and (x, y) not in labelled:
+            labelled.add((x, y))
             ax.annotate(f"{r['score_threshold']:.1f}", (x, y), fontsize=7, xytext=(3, -9), textcoords="offset points")
     ax.set_xlabel("false alarms on polyp-free frames (%)")
     ax.set_ylabel("polyp images detected (%)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 64), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
