@@ -8,10 +8,12 @@ import json
 import cv2
 import numpy as np
 
+from polyp_live.engines.registry import load_backend
 from polyp_live.engines.spec import ModelSpec
 from polyp_live.realtime.config import PipelineConfig
 from polyp_live.realtime.segmenter import Segmenter
 from polyp_live.tools import evaluate
+from polyp_live.training.metrics import image_metrics
 
 MARGIN = 40  # black bars left and right: the live path crops them away (field of view)
 
@@ -67,19 +69,14 @@ def test_evaluate_scores_what_the_live_path_draws_and_chooses_an_operating_point
     # Each image's Dice is that of the mask polyp-live draws on it as a still (field of view cropped).
     with open(out / "val_per_image.csv") as fh:
         rows = {r["image"]: float(r["dice"]) for r in csv.DictReader(fh)}
-    segmenter = Segmenter(evaluate_backend(brightness_model), PipelineConfig())
+    segmenter = Segmenter(load_backend(str(brightness_model)), PipelineConfig())
     for stem, dice in rows.items():
         image = cv2.imread(str(polyps / "images" / f"{stem}.png"))
         truth = cv2.imread(str(polyps / "masks" / f"{stem}.png"), cv2.IMREAD_GRAYSCALE) > 0
         segmenter.reset()
         live = segmenter.process(image).mask > 0
-        live_dice = 2 * (live & truth).sum() / (live.sum() + truth.sum())
+        live_dice = image_metrics(live, truth)["dice"]
         assert dice > 0.9 and abs(dice - live_dice) < 0.03
-
-
-def evaluate_backend(model):
-    from polyp_live.engines.registry import load_backend
-    return load_backend(str(model))
 
 
 def test_evaluate_of_a_missing_split_file_is_one_line(tmp_path, brightness_model, capsys):

@@ -46,7 +46,7 @@ def decision_gate(prob_small: np.ndarray, threshold: float, decision: DecisionCo
     thresholded probability.
     """
     kept = decided_mask(prob_small, threshold, decision).astype(np.uint8)
-    return cv2.dilate(kept, np.ones((3, 3), np.uint8)).astype(bool) if kept.any() else kept.astype(bool)
+    return cv2.dilate(kept, np.ones((3, 3), np.uint8)).astype(bool)
 
 
 def still_probability(segmenter: Segmenter, image: np.ndarray, threshold: float,
