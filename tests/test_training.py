@@ -135,6 +135,39 @@ def test_validation_and_cache_use_model_size_images(tmp_path):
     assert 0.0 <= validate(model, images, masks, spec)["dice"] <= 1.0
 
 
+def test_the_cache_holds_the_field_of_view_the_live_path_crops(tmp_path):
+    """Training sees the crop ``polyp-live`` serves: no black side bars, the mask cropped alike."""
+    from polyp_live.engines.preprocess import resize_for_model
+    from polyp_live.realtime.config import PipelineConfig
+    from polyp_live.realtime.segmenter import Segmenter
+    from conftest import FakeBackend
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    image = np.zeros((120, 200, 3), np.uint8)
+    ramp = np.linspace(60, 180, 100, dtype=np.uint8)  # smooth, so JPEG in the cache keeps it close
+    image[:, 50:150] = np.stack([np.tile(ramp, (120, 1))] * 3, -1)  # 50-pixel black bars either side
+    cv2.putText(image, "12", (4, 110), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)  # text in a margin
+    mask = np.zeros((120, 200), np.uint8)
+    cv2.circle(mask, (100, 60), 20, 255, -1)
+    cv2.imwrite(str(data / "images" / "a.png"), image)
+    cv2.imwrite(str(data / "masks" / "a.png"), mask)
+    (data / "splits").mkdir()
+    (data / "splits" / "train.txt").write_text("a\n")
+    spec = model_spec(64)
+
+    _, cached, masks = load_split(data, "train", spec, tmp_path / "cache")
+    roi = Segmenter(FakeBackend(spec=spec), PipelineConfig()).prepare(image).roi
+    x, y, w, h = roi
+    assert abs(w - 100) <= 4  # the live path crops the bars off (to its quarter-size grid), ignores the text
+    expected = resize_for_model(image[y:y + h, x:x + w], spec)
+    assert np.abs(cached[0].astype(int) - expected.astype(int)).mean() < 3  # JPEG 95 in the cache
+    assert (cached[0].max(-1) < 20).mean() < 0.05  # the whole frame would be half black bar
+    # The disc fills 1257 of the crop's 12,000 pixels (10.5 %), not of the frame's 24,000.
+    assert masks[0].mean() == pytest.approx(np.pi * 20 ** 2 / (100 * 120), abs=0.01)
+
+
 # --- bad data: each named before training starts ------------------------------------------------
 
 def write_splits(data: Path) -> None:
@@ -262,6 +295,35 @@ def test_batch_dice_still_pushes_down_a_false_outline_on_an_empty_mask():
     per_image = logits[1:].clone().requires_grad_(True)
     soft_dice_loss(per_image, torch.zeros(1, 1, 16, 16)).backward()
     assert 0 <= per_image.grad[0, 0, 3, 3] < pooled.grad[0, 0, 3, 3] / 10
+
+
+def test_negative_peak_loss_targets_the_confident_pixels_of_empty_frames_only():
+    """A small confident false region barely moves a mean BCE; the peak term is driven by it alone."""
+    import torch.nn.functional as F
+
+    from polyp_live.training.losses import negative_peak_loss
+    logits = torch.full((2, 1, 64, 64), -6.0)
+    logits[1, :, 10:15, 10:15] = 4.0   # a 25-pixel false region on the polyp-free frame
+    logits[0, :, 30:40, 30:40] = 4.0   # a polyp found on the polyp image
+    target = torch.zeros(2, 1, 64, 64)
+    target[0, :, 30:40, 30:40] = 1
+    mean_bce = F.binary_cross_entropy_with_logits(logits[1:], target[1:])
+    peak = negative_peak_loss(logits, target)  # top 1 % = 41 pixels of the empty frame
+    assert mean_bce < 0.03 and peak > 2.0
+    leaf = logits.clone().requires_grad_(True)
+    negative_peak_loss(leaf, target).backward()
+    assert leaf.grad[0].abs().sum() == 0          # the polyp image is untouched
+    assert (leaf.grad[1, 0, 10:15, 10:15] > 0.02).all()  # the false region is pushed down
+    quiet = torch.full((1, 1, 64, 64), -6.0, requires_grad=True)
+    assert negative_peak_loss(quiet, torch.zeros(1, 1, 64, 64)) < 0.01
+    assert negative_peak_loss(logits[:1], target[:1]).item() == 0.0  # no empty frame: no term
+
+
+def test_a_negative_peak_weight_below_zero_is_refused(tmp_path):
+    data = make_dataset(tmp_path / "data", count=4)
+    with pytest.raises(ValueError, match="negative peak weight must be >= 0"):
+        train(tiny_config(data, tmp_path / "run", negative_peak_weight=-1.0))
+    assert not (tmp_path / "run" / "last.pt").exists()
 
 
 def test_a_checkpoint_carrying_a_pickled_object_is_refused(tmp_path):

@@ -29,6 +29,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="polyp-free frames (images/, splits/): taught as empty masks, scored as false alarms")
     p.add_argument("--negatives-per-batch", type=int, default=3, metavar="N",
                    help="polyp-free frames in each batch (default 3 of 8)")
+    p.add_argument("--negative-peak-weight", type=float, default=0.0, metavar="W",
+                   help="add W x BCE on the most confident 1 %% of pixels of each polyp-free frame, the pixels "
+                        "the presence decision thresholds (default 0: off)")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder for checkpoints, log.csv and curves.png")
     p.add_argument("--model", default="", metavar="PATH",
                    help="start from this exported .onnx model (fine-tuning) instead of ImageNet encoder weights")
@@ -79,7 +82,8 @@ def main(argv=None) -> int:
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
             warmup_epochs=args.warmup_epochs, loss=args.loss, seed=args.seed, threads=args.threads,
             pretrained=not args.no_pretrained, max_steps_per_epoch=args.max_steps_per_epoch,
-            negatives=args.negatives, negatives_per_batch=args.negatives_per_batch, init=args.model,
+            negatives=args.negatives, negatives_per_batch=args.negatives_per_batch,
+            negative_peak_weight=args.negative_peak_weight, init=args.model,
             device=args.device, cache=args.cache)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console) as progress:

@@ -1,8 +1,9 @@
 """Datasets: segmentation sets (``images/`` and ``masks/`` of matching stems) and polyp-free sets
 (``images/`` only: every mask is empty by definition).
 
-Images are decoded and resized once (through the shared :func:`engines.preprocess.resize_for_model`)
-and cached as a ``.npz`` keyed by the file list and size, so CPU epochs are not spent on decoding the
+Images are decoded, cropped to their field of view as the live path crops it
+(:func:`realtime.roi.detect_fov` with the live defaults, so the model trains on what it is served),
+resized once (through the shared :func:`engines.preprocess.resize_for_model`) and cached as a ``.npz`` keyed by the file list and size, so CPU epochs are not spent on decoding the
 originals. The cache holds each resized image as a JPEG at quality 95 and each mask bit-packed, so
 the caches of Kvasir-SEG and the negatives together take tens of MB and can be copied to a GPU
 machine (``--cache DIR``). Every problem with the data is found before training starts and names the
@@ -21,6 +22,8 @@ import numpy as np
 
 from polyp_live.engines.preprocess import resize_for_model
 from polyp_live.engines.spec import ModelSpec
+from polyp_live.realtime.config import RoiConfig
+from polyp_live.realtime.roi import detect_fov
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -117,25 +120,37 @@ def read_pair(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     return image, mask >= 128
 
 
+def crop_to_fov(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The field of view of one still and its mask, cropped as ``polyp-live --roi auto`` crops a frame.
+
+    Training on whole images while the live path (and ``tools/evaluate.py``) serves the crop would
+    teach the model black margins and scope-guide panels it is never shown.
+    """
+    x, y, w, h = detect_fov(image, RoiConfig().brightness)
+    return image[y:y + h, x:x + w], mask[y:y + h, x:x + w]
+
+
 def load_split(root: str | Path, split: str, spec: ModelSpec, cache_dir: str | Path | None = None,
                seed: int = 0, negatives: bool = False) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Load one split resized to the model size: (stems, images Nx H x W x 3 uint8, masks N x H x W uint8 0/1).
 
-    ``negatives`` reads a polyp-free set (see :func:`scan`); its masks are all zero.
+    Each image is cropped to its field of view first (:func:`crop_to_fov`). ``negatives`` reads a
+    polyp-free set (see :func:`scan`); its masks are all zero.
     """
     samples = scan(root, negatives=negatives)
     stems = split_stems(root, split, samples, seed=seed)
     if not stems:
         raise DatasetError(f"split {split!r} of {root} is empty")
+    # "fov": caches of whole images (written before the crop) are not reused.
     key = hashlib.sha1(repr((str(Path(root).resolve()), stems, spec.input_height, spec.input_width,
-                             negatives)).encode()).hexdigest()[:12]
+                             negatives, "fov")).encode()).hexdigest()[:12]
     name = f"{Path(root).resolve().name}-{split}-{spec.input_height}x{spec.input_width}-{key}.npz"
     cache = Path(cache_dir) / name if cache_dir else None
     if cache is not None and cache.is_file():
         return stems, *_read_cache(cache, spec)
     images, masks = [], []
     for stem in stems:
-        image, mask = read_pair(samples[stem])
+        image, mask = crop_to_fov(*read_pair(samples[stem]))
         images.append(resize_for_model(image, spec))
         mask_u8 = mask.astype(np.uint8) * 255
         masks.append((resize_for_model(np.dstack([mask_u8] * 3), spec)[..., 0] >= 128).astype(np.uint8))

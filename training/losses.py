@@ -6,6 +6,11 @@ all but vanishes on exactly the frames that need correcting, those with a large 
 default computes Dice over the whole batch (positives and negatives pooled), where every
 false-positive pixel on a negative frame enlarges the denominator beside the true polyp mass, and
 BCE supplies the per-pixel signal on negatives.
+
+The presence decision scores a region by its *peak* probability, while a mean BCE over 65,536 pixels
+hardly notices a confident false region of a few hundred. :func:`negative_peak_loss` adds BCE over
+the most confident pixels of each frame whose mask is empty, which is the quantity the decision
+thresholds.
 """
 
 from __future__ import annotations
@@ -47,6 +52,19 @@ def weighted_iou_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     union = ((prob + target) * weight).sum((2, 3))
     wiou = 1 - (inter + 1) / (union - inter + 1)
     return (wbce + wiou).mean()
+
+
+def negative_peak_loss(logits: torch.Tensor, target: torch.Tensor, fraction: float = 0.01) -> torch.Tensor:
+    """BCE towards 0 over the top ``fraction`` of logits of each image whose mask is empty.
+
+    Zero (with a gradient path) when the batch holds no such image.
+    """
+    empty = target.flatten(1).amax(1) == 0
+    if not bool(empty.any()):
+        return logits.sum() * 0.0
+    flat = logits[empty].flatten(1)
+    k = max(1, int(round(fraction * flat.shape[1])))
+    return F.softplus(flat.topk(k, dim=1).values).mean()  # BCE with target 0 is softplus(logit)
 
 
 def segmentation_loss(name: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

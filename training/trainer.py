@@ -27,7 +27,7 @@ from polyp_live.engines.spec import ModelSpec
 from polyp_live.realtime.decision import candidate_score
 from polyp_live.training.augment import augment
 from polyp_live.training.dataset import load_split
-from polyp_live.training.losses import segmentation_loss
+from polyp_live.training.losses import negative_peak_loss, segmentation_loss
 from polyp_live.training.metrics import MetricAccumulator
 from polyp_live.training.unetplusplus import ModelConfig, UnetPlusPlus, check_input_size
 
@@ -53,6 +53,7 @@ class TrainConfig:
     max_steps_per_epoch: int = 0  # 0 = the whole split; tests use a handful
     negatives: str = ""           # a polyp-free set (images/ and splits/), "" for none
     negatives_per_batch: int = 3  # of batch_size; the rest are polyp images
+    negative_peak_weight: float = 0.0  # weight of BCE on the top 1 % pixels of empty-mask frames
     init: str = ""                # start from an exported ONNX model (fine-tuning), "" for the encoder's weights
     device: str = "cpu"
     cache: str = ""               # resized-image cache folder; "" = OUT/../cache
@@ -135,6 +136,8 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
     Writes into ``config.out``: ``last.pt`` and ``best.pt`` (atomic), ``log.csv`` and ``curves.png``.
     """
     check_input_size(config.size, config.size)
+    if config.negative_peak_weight < 0:
+        raise ValueError(f"negative peak weight must be >= 0, got {config.negative_peak_weight}")
     if config.negatives and not 0 <= config.negatives_per_batch < config.batch_size:
         raise ValueError(f"negatives per batch must lie in [0, {config.batch_size - 1}] for batch size "
                          f"{config.batch_size}, got {config.negatives_per_batch}")
@@ -205,6 +208,8 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
             loss = segmentation_loss(config.loss, outputs[0], y)
             for aux in outputs[1:]:
                 loss = loss + config.aux_weight / len(outputs[1:]) * segmentation_loss(config.loss, aux, y)
+            if config.negative_peak_weight:
+                loss = loss + config.negative_peak_weight * negative_peak_loss(outputs[0], y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
