@@ -31,6 +31,8 @@ COMMANDS: dict[str, Command] = {
     "evaluate-video": Command("polyp_live.tools.evaluate_video", "score the live decision on annotated videos",
                               "train"),
     "export": Command("polyp_live.tools.export_onnx", "checkpoint -> ONNX with its sidecar, parity-checked", "train"),
+    "interpolate": Command("polyp_live.tools.interpolate",
+                           "weight interpolation of two exported models (a model and one fine-tuned from it)"),
     "quantize": Command("polyp_live.tools.quantize", "INT8 (Q/DQ) or FP16 copy of an ONNX model for the CPU"),
     "build-engine": Command("polyp_live.tools.build_engine", "compile an ONNX model into a TensorRT engine",
                             "tensorrt"),
