@@ -48,7 +48,8 @@ def test_models_of_another_graph_are_refused_in_one_line(tmp_path, two_models, c
     other.graph.node[2].op_type = "Add"  # z = c + gain: another computation
     onnx.save(other, str(tmp_path / "other.onnx"))
     TEST_SPEC.save(tmp_path / "other.onnx")
-    assert main(["--models", str(a), str(tmp_path / "other.onnx"), "--alpha", "0.5", "--out", str(tmp_path / "x.onnx")]) == 2
+    args = ["--models", str(a), str(tmp_path / "other.onnx"), "--alpha", "0.5", "--out", str(tmp_path / "x.onnx")]
+    assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "not the same graph" in err
     assert not list(tmp_path.glob("x*")) and not list(tmp_path.glob(".x*"))  # nothing half written

@@ -3,10 +3,11 @@
 
 Images are decoded, cropped to their field of view as the live path crops it
 (:func:`realtime.roi.detect_fov` with the live defaults, so the model trains on what it is served),
-resized once (through the shared :func:`engines.preprocess.resize_for_model`) and cached as a ``.npz`` keyed by the file list and size, so CPU epochs are not spent on decoding the
-originals. The cache holds each resized image as a JPEG at quality 95 and each mask bit-packed, so
-the caches of Kvasir-SEG and the negatives together take tens of MB and can be copied to a GPU
-machine (``--cache DIR``). Every problem with the data is found before training starts and names the
+resized once (through the shared :func:`engines.preprocess.resize_for_model`) and cached as a
+``.npz`` keyed by the file list and size, so CPU epochs are not spent on decoding the originals.
+The cache holds each resized image as a JPEG at quality 95 and each mask bit-packed, so the caches
+of Kvasir-SEG and the negatives together take tens of MB and can be copied to a GPU machine
+(``--cache DIR``). Every problem with the data is found before training starts and names the
 offending file.
 """
 

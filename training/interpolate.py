@@ -29,7 +29,7 @@ class InterpolationError(ValueError):
 
 def _structure(model: onnx.ModelProto) -> list[tuple]:
     return [(n.op_type, tuple(n.input), tuple(n.output),
-             tuple((a.name, onnx.helper.get_attribute_value(a).__repr__()) for a in n.attribute))
+             tuple((a.name, repr(onnx.helper.get_attribute_value(a))) for a in n.attribute))
             for n in model.graph.node]
 
 
@@ -74,10 +74,12 @@ def interpolate_onnx(first: str | Path, second: str | Path, alpha: float, out: s
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.stem}.partial.onnx")
     onnx.save(a, str(partial))
+    # The folder names the run (runs/r3/model.onnx -> r3/model.onnx); the full path is this machine's.
+    name_a, name_b = "/".join(first.parts[-2:]), "/".join(second.parts[-2:])
     info = {k: v for k, v in spec_a.info.items() if k not in ("decision", "metrics")}
-    info["training_data"] = (f"weight interpolation: {1 - alpha:g} x {'/'.join(first.parts[-2:])} [{spec_a.info.get('training_data', '?')}]"
-                             f" + {alpha:g} x {'/'.join(second.parts[-2:])} [{spec_b.info.get('training_data', '?')}]")
-    info["interpolation"] = {"first": '/'.join(first.parts[-2:]), "second": '/'.join(second.parts[-2:]), "alpha": alpha}
+    info["training_data"] = (f"weight interpolation: {1 - alpha:g} x {name_a} [{spec_a.info.get('training_data', '?')}]"
+                             f" + {alpha:g} x {name_b} [{spec_b.info.get('training_data', '?')}]")
+    info["interpolation"] = {"first": name_a, "second": name_b, "alpha": alpha}
     spec = ModelSpec(**{**{f: getattr(spec_a, f) for f in spec_a.__dataclass_fields__}, "info": info})
     spec.save(out)
     partial.replace(out)
