@@ -44,7 +44,9 @@ def interpolate_onnx(first: str | Path, second: str | Path, alpha: float, out: s
         raise InterpolationError(f"alpha must lie in [0, 1], got {alpha}")
     first, second, out = Path(first), Path(second), Path(out)
     spec_a, spec_b = ModelSpec.load(first), ModelSpec.load(second)
-    if spec_a != spec_b:  # compares input size, colour order, normalisation, output, threshold
+    # How each is fed must agree; the threshold is an operating point, chosen again for the mix.
+    fed = ("input_height", "input_width", "color_order", "mean", "std", "output", "input_name")
+    if any(getattr(spec_a, f) != getattr(spec_b, f) for f in fed):
         raise InterpolationError(f"{first} and {second} are fed differently (their sidecars differ in input "
                                  "settings); only models of one architecture and input can be interpolated")
     a, b = onnx.load(str(first)), onnx.load(str(second))
