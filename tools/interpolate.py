@@ -38,8 +38,6 @@ def main(argv=None) -> int:
         parser.error(f"--out {out} is one of the inputs; write the result elsewhere")
     if out.exists() and not args.force:
         parser.error(f"--out {out} exists; pass --force to replace it, or choose another path")
-    if not 0.0 <= args.alpha <= 1.0:
-        parser.error(f"--alpha {args.alpha:g}: alpha must lie in [0, 1] (the weight of B)")
     for model in args.models:
         if not Path(model).is_file():
             parser.error(f"model {model} not found; pass two exported .onnx files")

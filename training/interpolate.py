@@ -14,6 +14,7 @@ The result has no operating point: choose one on the validation splits (``polyp-
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +83,7 @@ def interpolate_onnx(first: str | Path, second: str | Path, alpha: float, out: s
     info["training_data"] = (f"weight interpolation: {1 - alpha:g} x {name_a} [{spec_a.info.get('training_data', '?')}]"
                              f" + {alpha:g} x {name_b} [{spec_b.info.get('training_data', '?')}]")
     info["interpolation"] = {"first": name_a, "second": name_b, "alpha": alpha}
-    spec = ModelSpec(**{**{f: getattr(spec_a, f) for f in spec_a.__dataclass_fields__}, "info": info})
+    spec = replace(spec_a, info=info)
     spec.save(out)
     partial.replace(out)
     return spec
