@@ -362,3 +362,42 @@ def test_warm_start_from_an_exported_model_reproduces_it(tmp_path):
         ours = torch.sigmoid(fresh(torch.from_numpy(x[:2]))).numpy()[:, 0]
     ref = np.stack([backend.infer(x[i:i + 1]) for i in range(2)])
     assert np.abs(ours - ref).max() < 1e-4
+
+
+def test_mining_draws_hard_polyp_free_frames_more_often_and_zero_keeps_the_uniform_pass():
+    from polyp_live.training.mining import negative_schedule
+    hardness = np.full(100, 0.01)
+    hardness[:4] = 0.99  # four frames the model still calls polyps
+    mined = negative_schedule(100, 480, hardness, 0.5, np.random.default_rng(0))
+    assert mined.shape == (480,) and mined.min() >= 0 and mined.max() < 100
+    hard_share = np.isin(mined, [0, 1, 2, 3]).mean()
+    # Uniform: 4 % of picks. Mined half: 0.5 x 3.96 / (3.96 + 96 x 0.02) = 34 % more.
+    assert 0.30 < hard_share < 0.46
+    assert len(np.unique(mined)) > 80  # easy frames are still shown
+    # Share 0 is the order training always used: one permutation, cycled.
+    plain = negative_schedule(100, 150, hardness, 0.0, np.random.default_rng(7))
+    expected = np.random.default_rng(7).permutation(100)[np.arange(150) % 100]
+    assert (plain == expected).all()
+    with pytest.raises(ValueError, match="negative mining share must lie in"):
+        negative_schedule(100, 10, hardness, 1.5, np.random.default_rng(0))
+
+
+def test_training_with_mining_logs_the_hard_negatives_and_resumes_to_the_same_weights(tmp_path):
+    data, negatives = make_dataset(tmp_path / "data"), make_negatives(tmp_path / "neg")
+    settings = dict(negatives=str(negatives), negatives_per_batch=2, negative_mining=0.5, epochs=2,
+                    max_steps_per_epoch=2, lr=3e-3)
+    whole = train(tiny_config(data, tmp_path / "whole", **settings))
+    assert all(0 <= r["train_negatives_above_half"] <= 5 for r in whole["history"])  # 5 training negatives
+    with open(tmp_path / "whole" / "log.csv") as fh:
+        assert "train_negatives_above_half" in next(csv.DictReader(fh))
+    # One epoch, then resume for the second: the mined schedule is reproduced, so are the weights.
+    train(tiny_config(data, tmp_path / "split", **{**settings, "epochs": 1}))
+    state = torch.load(tmp_path / "split" / "last.pt", weights_only=True)
+    state["config"]["epochs"] = 2
+    torch.save(state, tmp_path / "split" / "last.pt")
+    train(tiny_config(data, tmp_path / "split", **settings), resume=True)
+    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "split" / "last.pt", weights_only=True)["model"]
+    assert all(torch.allclose(a[k].float(), b[k].float()) for k in a)
+    with pytest.raises(ValueError, match="negative mining share must lie in"):
+        train(tiny_config(data, tmp_path / "bad", negatives=str(negatives), negative_mining=-0.1))

@@ -29,6 +29,7 @@ from polyp_live.training.augment import augment
 from polyp_live.training.dataset import load_split
 from polyp_live.training.losses import negative_peak_loss, segmentation_loss
 from polyp_live.training.metrics import MetricAccumulator
+from polyp_live.training.mining import negative_hardness, negative_schedule
 from polyp_live.training.unetplusplus import ModelConfig, UnetPlusPlus, check_input_size
 
 
@@ -54,6 +55,7 @@ class TrainConfig:
     negatives: str = ""           # a polyp-free set (images/ and splits/), "" for none
     negatives_per_batch: int = 3  # of batch_size; the rest are polyp images
     negative_peak_weight: float = 0.0  # weight of BCE on the top 1 % pixels of empty-mask frames
+    negative_mining: float = 0.0  # share of polyp-free picks drawn by the model's peak on each frame
     init: str = ""                # start from an exported ONNX model (fine-tuning), "" for the encoder's weights
     device: str = "cpu"
     cache: str = ""               # resized-image cache folder; "" = OUT/../cache
@@ -138,6 +140,8 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
     check_input_size(config.size, config.size)
     if config.negative_peak_weight < 0:
         raise ValueError(f"negative peak weight must be >= 0, got {config.negative_peak_weight}")
+    if not 0.0 <= config.negative_mining <= 1.0:
+        raise ValueError(f"negative mining share must lie in [0, 1], got {config.negative_mining}")
     if config.negatives and not 0 <= config.negatives_per_batch < config.batch_size:
         raise ValueError(f"negatives per batch must lie in [0, {config.batch_size - 1}] for batch size "
                          f"{config.batch_size}, got {config.negatives_per_batch}")
@@ -193,13 +197,19 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
         model.train()
         rng = np.random.default_rng([config.seed, epoch])  # per-epoch stream: resume reproduces it
         order = rng.permutation(len(train_x))
-        neg_order = rng.permutation(len(neg_train)) if n_neg else None
+        hardness = None
+        if n_neg and config.negative_mining:
+            # Scored with this epoch's starting weights, which a resumed run restores exactly.
+            hardness = negative_hardness(model, neg_train, spec, device=device)
+            model.train()
+        neg_order = (negative_schedule(len(neg_train), steps_per_epoch * n_neg, hardness, config.negative_mining, rng)
+                     if n_neg else None)
         t0, losses = time.time(), []
         task = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps_per_epoch) if progress else None
         for step in range(steps_per_epoch):
             pairs = [augment(train_x[i], train_y[i], rng) for i in order[step * n_pos:(step + 1) * n_pos]]
             if n_neg:
-                picks = neg_order[np.arange(step * n_neg, (step + 1) * n_neg) % len(neg_order)]
+                picks = neg_order[step * n_neg:(step + 1) * n_neg]
                 empty = np.zeros(train_y.shape[1:], np.uint8)
                 pairs += [augment(neg_train[i], empty, rng) for i in picks]
             x, y = to_batch(np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), spec, device)
@@ -221,6 +231,9 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
         row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_dice": val["dice"],
                "val_false_alarm": val["false_alarm"], "val_score": val["score"],
                "lr": float(optimizer.param_groups[0]["lr"]), "seconds": float(time.time() - t0)}
+        if hardness is not None:
+            # Training negatives the model called polyps (peak >= 0.5) when the epoch began.
+            row["train_negatives_above_half"] = int((hardness >= 0.5).sum())
         history.append(row)
         if progress:
             progress.update(task, description=f"epoch {epoch + 1}/{config.epochs} loss {row['loss']:.4f} "
