@@ -401,3 +401,32 @@ def test_training_with_mining_logs_the_hard_negatives_and_resumes_to_the_same_we
     assert all(torch.allclose(a[k].float(), b[k].float()) for k in a)
     with pytest.raises(ValueError, match="negative mining share must lie in"):
         train(tiny_config(data, tmp_path / "bad", negatives=str(negatives), negative_mining=-0.1))
+
+
+def test_a_fine_tune_with_frozen_batchnorm_continues_the_exported_function(tmp_path):
+    """At learning rate 0 only BatchNorm statistics can move: frozen, the export is reproduced."""
+    from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend
+    from polyp_live.engines.preprocess import normalize
+    from polyp_live.training.export import export_onnx
+    data = make_dataset(tmp_path / "data", count=6)
+    mcfg = ModelConfig(decoder_channels=(32, 24, 16, 16, 8))
+    train(tiny_config(data, tmp_path / "run", batch_size=3, max_steps_per_epoch=2, model=mcfg, lr=3e-3))
+    parent = tmp_path / "parent.onnx"
+    export_onnx(tmp_path / "run" / "best.pt", parent)
+    _, images, _ = load_split(data, "val", model_spec(64))
+    x = np.stack([normalize(im, model_spec(64)) for im in images])
+    reference = OnnxRuntimeBackend(parent).infer(x[:1])
+
+    def fine_tune(name: str, freeze: bool) -> np.ndarray:
+        train(tiny_config(data, tmp_path / name, batch_size=3, max_steps_per_epoch=3, model=mcfg, lr=0.0,
+                          init=str(parent), freeze_batchnorm=freeze))
+        export_onnx(tmp_path / name / "last.pt", tmp_path / f"{name}.onnx")
+        return OnnxRuntimeBackend(tmp_path / f"{name}.onnx").infer(x[:1])
+
+    assert np.abs(fine_tune("frozen", True) - reference).max() < 1e-5
+    fine_tune("free", False)
+    # Unfrozen, the batches' statistics replaced the warm start's (frozen: kept, as the export shows).
+    frozen = torch.load(tmp_path / "frozen" / "last.pt", weights_only=True)["model"]
+    free = torch.load(tmp_path / "free" / "last.pt", weights_only=True)["model"]
+    stats = [k for k in frozen if k.endswith("running_var")]
+    assert stats and max((frozen[k] - free[k]).abs().max().item() for k in stats) > 1e-3

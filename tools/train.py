@@ -35,6 +35,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--negative-mining", type=float, default=0.0, metavar="F",
                    help="draw this share of each epoch's polyp-free frames in proportion to the model's peak "
                         "probability on them, scored before the epoch (hard-negative mining; default 0: off)")
+    p.add_argument("--freeze-batchnorm", action="store_true",
+                   help="keep BatchNorm statistics fixed while training (for fine-tuning a model with --model: "
+                        "small mixed batches otherwise renormalise it away from where it started)")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder for checkpoints, log.csv and curves.png")
     p.add_argument("--model", default="", metavar="PATH",
                    help="start from this exported .onnx model (fine-tuning) instead of ImageNet encoder weights")
@@ -87,6 +90,7 @@ def main(argv=None) -> int:
             pretrained=not args.no_pretrained, max_steps_per_epoch=args.max_steps_per_epoch,
             negatives=args.negatives, negatives_per_batch=args.negatives_per_batch,
             negative_peak_weight=args.negative_peak_weight, negative_mining=args.negative_mining, init=args.model,
+            freeze_batchnorm=args.freeze_batchnorm,
             device=args.device, cache=args.cache)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console) as progress:

@@ -56,6 +56,7 @@ class TrainConfig:
     negatives_per_batch: int = 3  # of batch_size; the rest are polyp images
     negative_peak_weight: float = 0.0  # weight of BCE on the top 1 % pixels of empty-mask frames
     negative_mining: float = 0.0  # share of polyp-free picks drawn by the model's peak on each frame
+    freeze_batchnorm: bool = False  # keep BatchNorm statistics fixed (fine-tuning with small batches)
     init: str = ""                # start from an exported ONNX model (fine-tuning), "" for the encoder's weights
     device: str = "cpu"
     cache: str = ""               # resized-image cache folder; "" = OUT/../cache
@@ -127,6 +128,21 @@ def validate(model: torch.nn.Module, images: np.ndarray, masks: np.ndarray, spec
     return {"dice": dice, "false_alarm": false_alarm, "score": dice - false_alarm}
 
 
+def set_training_mode(model: torch.nn.Module, freeze_batchnorm: bool) -> None:
+    """Train mode; with ``freeze_batchnorm`` every BatchNorm keeps normalising by its stored statistics.
+
+    A fine-tune from an exported model starts from BatchNorms re-centred on its training images
+    (:mod:`warm_start`); in train mode an 8-image batch of polyps and polyp-free frames then
+    normalises by its own statistics, which perturbs the model it started from (val Dice dips after
+    the first epoch). Frozen, the fine-tune continues the exported function; scale and shift still learn.
+    """
+    model.train()
+    if freeze_batchnorm:
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
 def build_model(config: TrainConfig) -> UnetPlusPlus:
     model = UnetPlusPlus(config.model, pretrained=config.pretrained and not config.init)
     return model.to(memory_format=torch.channels_last)
@@ -194,14 +210,14 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
         raise FileNotFoundError(f"--resume given but {last_path} does not exist; drop --resume to start afresh")
 
     for epoch in range(start_epoch, config.epochs):
-        model.train()
+        set_training_mode(model, config.freeze_batchnorm)
         rng = np.random.default_rng([config.seed, epoch])  # per-epoch stream: resume reproduces it
         order = rng.permutation(len(train_x))
         hardness = None
         if n_neg and config.negative_mining:
             # Scored with this epoch's starting weights, which a resumed run restores exactly.
             hardness = negative_hardness(model, neg_train, spec, device=device)
-            model.train()
+            set_training_mode(model, config.freeze_batchnorm)
         neg_order = (negative_schedule(len(neg_train), steps_per_epoch * n_neg, hardness, config.negative_mining, rng)
                      if n_neg else None)
         t0, losses = time.time(), []
