@@ -12,22 +12,16 @@ mislabelled frames (the set was screened by eye) cannot take over the batches.
 from __future__ import annotations
 
 import numpy as np
-import torch
-
-from polyp_live.engines.spec import ModelSpec
 
 # Weight of a frame the model already leaves empty: keeps every frame drawable, and keeps the mined
 # picks from being spent only on the handful of frames above 0.5.
 HARDNESS_FLOOR = 0.02
 
 
-@torch.no_grad()
-def negative_hardness(model: torch.nn.Module, images: np.ndarray, spec: ModelSpec, batch_size: int = 16,
-                      device: str = "cpu") -> np.ndarray:
-    """Each polyp-free frame's peak probability under ``model`` (model-size BGR uint8 images, un-augmented)."""
-    from polyp_live.training.trainer import predict_batches  # trainer imports this module
-
-    return np.array([float(p.max()) for p in predict_batches(model, images, spec, batch_size, device)], np.float64)
+def check_mining_share(share: float) -> None:
+    """Refuse a mining share outside [0, 1] (the trainer calls this before loading any data)."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"negative mining share must lie in [0, 1], got {share}")
 
 
 def negative_schedule(count: int, picks: int, hardness: np.ndarray | None, mined_fraction: float,
@@ -37,13 +31,12 @@ def negative_schedule(count: int, picks: int, hardness: np.ndarray | None, mined
     Args:
         count: number of polyp-free training frames.
         picks: how many the epoch shows (steps x negatives per batch).
-        hardness: per-frame peak probability (:func:`negative_hardness`); ``None`` or a
+        hardness: each frame's peak probability under the model, un-augmented; ``None`` or a
             ``mined_fraction`` of 0 gives the plain uniform pass (the order training always used).
         mined_fraction: share of the picks drawn in proportion to ``max(hardness, HARDNESS_FLOOR)``.
         rng: the epoch's generator (the trainer seeds it per epoch, so a resumed run repeats it).
     """
-    if not 0.0 <= mined_fraction <= 1.0:
-        raise ValueError(f"negative mining share must lie in [0, 1], got {mined_fraction}")
+    check_mining_share(mined_fraction)
     uniform = rng.permutation(count)
     if hardness is None or mined_fraction == 0.0:
         return uniform[np.arange(picks) % count]

@@ -29,7 +29,7 @@ from polyp_live.training.augment import augment
 from polyp_live.training.dataset import load_split
 from polyp_live.training.losses import negative_peak_loss, segmentation_loss
 from polyp_live.training.metrics import MetricAccumulator
-from polyp_live.training.mining import negative_hardness, negative_schedule
+from polyp_live.training.mining import check_mining_share, negative_schedule
 from polyp_live.training.unetplusplus import ModelConfig, UnetPlusPlus, check_input_size
 
 
@@ -156,8 +156,7 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
     check_input_size(config.size, config.size)
     if config.negative_peak_weight < 0:
         raise ValueError(f"negative peak weight must be >= 0, got {config.negative_peak_weight}")
-    if not 0.0 <= config.negative_mining <= 1.0:
-        raise ValueError(f"negative mining share must lie in [0, 1], got {config.negative_mining}")
+    check_mining_share(config.negative_mining)
     if config.negatives and not 0 <= config.negatives_per_batch < config.batch_size:
         raise ValueError(f"negatives per batch must lie in [0, {config.batch_size - 1}] for batch size "
                          f"{config.batch_size}, got {config.negatives_per_batch}")
@@ -210,14 +209,14 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
         raise FileNotFoundError(f"--resume given but {last_path} does not exist; drop --resume to start afresh")
 
     for epoch in range(start_epoch, config.epochs):
+        hardness = None
+        if n_neg and config.negative_mining:
+            # Each training negative's peak under this epoch's starting weights (which a resumed run
+            # restores exactly), un-augmented; predict_batches leaves the model in eval mode.
+            hardness = np.array([p.max() for p in predict_batches(model, neg_train, spec, 16, device)], np.float64)
         set_training_mode(model, config.freeze_batchnorm)
         rng = np.random.default_rng([config.seed, epoch])  # per-epoch stream: resume reproduces it
         order = rng.permutation(len(train_x))
-        hardness = None
-        if n_neg and config.negative_mining:
-            # Scored with this epoch's starting weights, which a resumed run restores exactly.
-            hardness = negative_hardness(model, neg_train, spec, device=device)
-            set_training_mode(model, config.freeze_batchnorm)
         neg_order = (negative_schedule(len(neg_train), steps_per_epoch * n_neg, hardness, config.negative_mining, rng)
                      if n_neg else None)
         t0, losses = time.time(), []
