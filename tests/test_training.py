@@ -430,3 +430,14 @@ def test_a_fine_tune_with_frozen_batchnorm_continues_the_exported_function(tmp_p
     free = torch.load(tmp_path / "free" / "last.pt", weights_only=True)["model"]
     stats = [k for k in frozen if k.endswith("running_var")]
     assert stats and max((frozen[k] - free[k]).abs().max().item() for k in stats) > 1e-3
+
+
+def test_the_log_keeps_a_column_that_only_later_epochs_have(tmp_path):
+    """A run resumed with --negative-mining switched on logs a column its first epochs lack."""
+    from polyp_live.training.trainer import write_log
+    history = [{"epoch": 1, "loss": 0.9, "val_dice": 0.5},
+               {"epoch": 2, "loss": 0.8, "val_dice": 0.6, "train_negatives_above_half": 7}]
+    write_log(history, tmp_path)
+    with open(tmp_path / "log.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["train_negatives_above_half"] for r in rows] == ["", "7"] and rows[1]["val_dice"] == "0.6"

@@ -269,7 +269,9 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
 def write_log(history: list[dict], out: Path) -> None:
     """CSV log and a PNG of the loss and validation Dice curves."""
     with open(out / "log.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+        # Every key of every row: a run resumed with --negative-mining switched on adds a column.
+        fields = list(dict.fromkeys(k for row in history for k in row))
+        writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows(history)
     try:
