@@ -319,6 +319,40 @@ def test_negative_peak_loss_targets_the_confident_pixels_of_empty_frames_only():
     assert negative_peak_loss(logits[:1], target[:1]).item() == 0.0  # no empty frame: no term
 
 
+def test_polyp_core_loss_lifts_a_silenced_small_polyp_beside_a_found_large_one():
+    """Each polyp region has its own term: a confident large polyp does not hide a silenced small one."""
+    from polyp_live.training.losses import polyp_core_loss
+    logits = torch.full((2, 1, 64, 64), -6.0)
+    target = torch.zeros(2, 1, 64, 64)
+    target[0, :, 5:35, 5:35] = 1       # a large polyp (900 px), found
+    logits[0, :, 5:35, 5:35] = 6.0
+    target[0, :, 50:56, 50:56] = 1     # a small one (36 px), silenced
+    found_only = target.clone()
+    found_only[0, :, 50:56, 50:56] = 0
+    assert polyp_core_loss(logits, found_only) < 0.01
+    both = polyp_core_loss(logits, target)
+    assert both > 2.5                  # mean over two regions: (~0 + softplus(6)) / 2
+    leaf = logits.clone().requires_grad_(True)
+    polyp_core_loss(leaf, target).backward()
+    # The small polyp's core is pushed up: its top k = 0.4 % of 64x64 = 16 pixels, each by 1 / (2 x 16).
+    assert int((leaf.grad[0, 0, 50:56, 50:56] < -0.03).sum()) == 16
+    outside = leaf.grad[0, 0].clone()
+    outside[5:35, 5:35] = 0
+    outside[50:56, 50:56] = 0
+    assert outside.abs().sum() == 0 and leaf.grad[1].abs().sum() == 0  # background, empty frame: untouched
+    sliver = torch.zeros(1, 1, 64, 64)
+    sliver[0, :, 0:2, 0:3] = 1         # 6 px at the border: ignored
+    assert polyp_core_loss(torch.full((1, 1, 64, 64), -6.0), sliver).item() == 0.0
+    assert polyp_core_loss(logits[1:], target[1:]).item() == 0.0  # no polyp in the batch: no term
+
+
+def test_a_polyp_core_weight_below_zero_is_refused(tmp_path):
+    data = make_dataset(tmp_path / "data", count=4)
+    with pytest.raises(ValueError, match="polyp core weight must be >= 0"):
+        train(tiny_config(data, tmp_path / "run", polyp_core_weight=-1.0))
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
 def test_a_negative_peak_weight_below_zero_is_refused(tmp_path):
     data = make_dataset(tmp_path / "data", count=4)
     with pytest.raises(ValueError, match="negative peak weight must be >= 0"):

@@ -32,6 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--negative-peak-weight", type=float, default=0.0, metavar="W",
                    help="add W x BCE on the most confident 1 %% of pixels of each polyp-free frame, the pixels "
                         "the presence decision thresholds (default 0: off)")
+    p.add_argument("--polyp-core-weight", type=float, default=0.0, metavar="W",
+                   help="add W x BCE towards 1 on the most confident pixels inside each polyp, so that no "
+                        "polyp, however small, loses the region the presence decision needs (default 0: off)")
     p.add_argument("--negative-mining", type=float, default=0.0, metavar="F",
                    help="draw this share of each epoch's polyp-free frames in proportion to the model's peak "
                         "probability on them, scored before the epoch (hard-negative mining; default 0: off)")
@@ -89,7 +92,8 @@ def main(argv=None) -> int:
             warmup_epochs=args.warmup_epochs, loss=args.loss, seed=args.seed, threads=args.threads,
             pretrained=not args.no_pretrained, max_steps_per_epoch=args.max_steps_per_epoch,
             negatives=args.negatives, negatives_per_batch=args.negatives_per_batch,
-            negative_peak_weight=args.negative_peak_weight, negative_mining=args.negative_mining, init=args.model,
+            negative_peak_weight=args.negative_peak_weight, polyp_core_weight=args.polyp_core_weight,
+            negative_mining=args.negative_mining, init=args.model,
             freeze_batchnorm=args.freeze_batchnorm,
             device=args.device, cache=args.cache)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

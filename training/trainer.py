@@ -27,7 +27,7 @@ from polyp_live.engines.spec import ModelSpec
 from polyp_live.realtime.decision import candidate_score
 from polyp_live.training.augment import augment
 from polyp_live.training.dataset import load_split
-from polyp_live.training.losses import negative_peak_loss, segmentation_loss
+from polyp_live.training.losses import negative_peak_loss, polyp_core_loss, segmentation_loss
 from polyp_live.training.metrics import MetricAccumulator
 from polyp_live.training.mining import check_mining_share, negative_schedule
 from polyp_live.training.unetplusplus import ModelConfig, UnetPlusPlus, check_input_size
@@ -55,6 +55,7 @@ class TrainConfig:
     negatives: str = ""           # a polyp-free set (images/ and splits/), "" for none
     negatives_per_batch: int = 3  # of batch_size; the rest are polyp images
     negative_peak_weight: float = 0.0  # weight of BCE on the top 1 % pixels of empty-mask frames
+    polyp_core_weight: float = 0.0  # weight of BCE towards 1 on the core of every polyp region
     negative_mining: float = 0.0  # share of polyp-free picks drawn by the model's peak on each frame
     freeze_batchnorm: bool = False  # keep BatchNorm statistics fixed (fine-tuning with small batches)
     init: str = ""                # start from an exported ONNX model (fine-tuning), "" for the encoder's weights
@@ -156,6 +157,8 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
     check_input_size(config.size, config.size)
     if config.negative_peak_weight < 0:
         raise ValueError(f"negative peak weight must be >= 0, got {config.negative_peak_weight}")
+    if config.polyp_core_weight < 0:
+        raise ValueError(f"polyp core weight must be >= 0, got {config.polyp_core_weight}")
     check_mining_share(config.negative_mining)
     if config.negatives and not 0 <= config.negatives_per_batch < config.batch_size:
         raise ValueError(f"negatives per batch must lie in [0, {config.batch_size - 1}] for batch size "
@@ -235,6 +238,8 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
                 loss = loss + config.aux_weight / len(outputs[1:]) * segmentation_loss(config.loss, aux, y)
             if config.negative_peak_weight:
                 loss = loss + config.negative_peak_weight * negative_peak_loss(outputs[0], y)
+            if config.polyp_core_weight:
+                loss = loss + config.polyp_core_weight * polyp_core_loss(outputs[0], y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
