@@ -155,10 +155,9 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
     Writes into ``config.out``: ``last.pt`` and ``best.pt`` (atomic), ``log.csv`` and ``curves.png``.
     """
     check_input_size(config.size, config.size)
-    if config.negative_peak_weight < 0:
-        raise ValueError(f"negative peak weight must be >= 0, got {config.negative_peak_weight}")
-    if config.polyp_core_weight < 0:
-        raise ValueError(f"polyp core weight must be >= 0, got {config.polyp_core_weight}")
+    for name, weight in (("negative peak", config.negative_peak_weight), ("polyp core", config.polyp_core_weight)):
+        if weight < 0:
+            raise ValueError(f"{name} weight must be >= 0, got {weight}")
     check_mining_share(config.negative_mining)
     if config.negatives and not 0 <= config.negatives_per_batch < config.batch_size:
         raise ValueError(f"negatives per batch must lie in [0, {config.batch_size - 1}] for batch size "
