@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 
 from polyp_live.training.dataset import DatasetError, load_split, scan  # noqa: E402
 from polyp_live.training.encoders import ENCODERS, EfficientNetLiteEncoder, get_spec, load_pretrained  # noqa: E402
+from polyp_live.training.mining import mined_schedule  # noqa: E402
 from polyp_live.training.trainer import TrainConfig, load_checkpoint, model_spec, train, validate  # noqa: E402
 from polyp_live.training.unetplusplus import InputShapeError, ModelConfig, UnetPlusPlus, check_input_size  # noqa: E402
 
@@ -399,21 +400,65 @@ def test_warm_start_from_an_exported_model_reproduces_it(tmp_path):
 
 
 def test_mining_draws_hard_polyp_free_frames_more_often_and_zero_keeps_the_uniform_pass():
-    from polyp_live.training.mining import negative_schedule
     hardness = np.full(100, 0.01)
     hardness[:4] = 0.99  # four frames the model still calls polyps
-    mined = negative_schedule(100, 480, hardness, 0.5, np.random.default_rng(0))
+    mined = mined_schedule(100, 480, hardness, 0.5, np.random.default_rng(0))
     assert mined.shape == (480,) and mined.min() >= 0 and mined.max() < 100
     hard_share = np.isin(mined, [0, 1, 2, 3]).mean()
     # Uniform: 4 % of picks. Mined half: 0.5 x 3.96 / (3.96 + 96 x 0.02) = 34 % more.
     assert 0.30 < hard_share < 0.46
     assert len(np.unique(mined)) > 80  # easy frames are still shown
     # Share 0 is the order training always used: one permutation, cycled.
-    plain = negative_schedule(100, 150, hardness, 0.0, np.random.default_rng(7))
+    plain = mined_schedule(100, 150, hardness, 0.0, np.random.default_rng(7))
     expected = np.random.default_rng(7).permutation(100)[np.arange(150) % 100]
     assert (plain == expected).all()
     with pytest.raises(ValueError, match="negative mining share must lie in"):
-        negative_schedule(100, 10, hardness, 1.5, np.random.default_rng(0))
+        mined_schedule(100, 10, hardness, 1.5, np.random.default_rng(0))
+
+
+def test_polyp_hardness_is_set_by_the_weakest_polyp_and_ignores_border_slivers():
+    from polyp_live.training.mining import polyp_hardness
+    mask = np.zeros((64, 64), np.uint8)
+    mask[5:25, 5:25] = 1      # a large polyp, found
+    mask[40:48, 40:48] = 1    # a small one, nearly lost
+    mask[0:2, 60:64] = 1      # an 8-pixel sliver at the border: ignored
+    prob = np.full((64, 64), 0.01, np.float32)
+    prob[10:20, 10:20] = 0.98
+    prob[43, 44] = 0.3
+    prob[0:2, 60:64] = 0.0
+    assert polyp_hardness(prob, mask) == pytest.approx(0.7)
+    prob[43, 44] = 0.9        # both found: the weaker one still sets it
+    assert polyp_hardness(prob, mask) == pytest.approx(0.1)
+    assert polyp_hardness(prob, np.zeros_like(mask)) == 0.0
+
+
+def test_polyp_mining_shows_the_polyps_being_lost_more_often():
+    hardness = np.full(50, 0.01)
+    hardness[7] = 0.9  # one polyp image whose polyp the model is losing
+    mined = mined_schedule(50, 500, hardness, 0.5, np.random.default_rng(3), "polyp")
+    # Uniform: 2 % of picks. Mined half: 0.5 x 0.9 / (0.9 + 49 x 0.02) = 24 % more.
+    assert 0.20 < (mined == 7).mean() < 0.31
+    with pytest.raises(ValueError, match="polyp mining share must lie in"):
+        mined_schedule(50, 10, hardness, -0.2, np.random.default_rng(0), "polyp")
+
+
+def test_training_with_polyp_mining_logs_the_weak_polyps_and_resumes_to_the_same_weights(tmp_path):
+    data = make_dataset(tmp_path / "data")
+    settings = dict(polyp_mining=0.5, epochs=2, max_steps_per_epoch=2, lr=3e-3)
+    whole = train(tiny_config(data, tmp_path / "whole", **settings))
+    # The run starts from random weights: every polyp is below 0.5 at first; 8 training images.
+    assert [r["train_polyps_below_half"] for r in whole["history"]][0] == 8
+    assert all(0 <= r["train_polyps_below_half"] <= 8 for r in whole["history"])
+    train(tiny_config(data, tmp_path / "split", **{**settings, "epochs": 1}))
+    state = torch.load(tmp_path / "split" / "last.pt", weights_only=True)
+    state["config"]["epochs"] = 2
+    torch.save(state, tmp_path / "split" / "last.pt")
+    train(tiny_config(data, tmp_path / "split", **settings), resume=True)
+    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "split" / "last.pt", weights_only=True)["model"]
+    assert all(torch.allclose(a[k].float(), b[k].float()) for k in a)
+    with pytest.raises(ValueError, match="polyp mining share must lie in"):
+        train(tiny_config(data, tmp_path / "bad", polyp_mining=1.5))
 
 
 def test_training_with_mining_logs_the_hard_negatives_and_resumes_to_the_same_weights(tmp_path):

@@ -38,6 +38,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--negative-mining", type=float, default=0.0, metavar="F",
                    help="draw this share of each epoch's polyp-free frames in proportion to the model's peak "
                         "probability on them, scored before the epoch (hard-negative mining; default 0: off)")
+    p.add_argument("--polyp-mining", type=float, default=0.0, metavar="F",
+                   help="draw this share of each epoch's polyp images in proportion to how close the model is to "
+                        "missing one of their polyps (1 - its weakest polyp's peak), scored before the epoch: keeps "
+                        "a fine-tune that teaches 'nothing here' from silencing small polyps (default 0: off)")
     p.add_argument("--freeze-batchnorm", action="store_true",
                    help="keep BatchNorm statistics fixed while training (for fine-tuning a model with --model: "
                         "small mixed batches otherwise renormalise it away from where it started)")
@@ -93,7 +97,7 @@ def main(argv=None) -> int:
             pretrained=not args.no_pretrained, max_steps_per_epoch=args.max_steps_per_epoch,
             negatives=args.negatives, negatives_per_batch=args.negatives_per_batch,
             negative_peak_weight=args.negative_peak_weight, polyp_core_weight=args.polyp_core_weight,
-            negative_mining=args.negative_mining, init=args.model,
+            negative_mining=args.negative_mining, polyp_mining=args.polyp_mining, init=args.model,
             freeze_batchnorm=args.freeze_batchnorm,
             device=args.device, cache=args.cache)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

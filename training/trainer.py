@@ -29,7 +29,7 @@ from polyp_live.training.augment import augment
 from polyp_live.training.dataset import load_split
 from polyp_live.training.losses import negative_peak_loss, polyp_core_loss, segmentation_loss
 from polyp_live.training.metrics import MetricAccumulator
-from polyp_live.training.mining import check_mining_share, negative_schedule
+from polyp_live.training.mining import check_mining_share, mined_schedule, polyp_hardness
 from polyp_live.training.unetplusplus import ModelConfig, UnetPlusPlus, check_input_size
 
 
@@ -57,6 +57,7 @@ class TrainConfig:
     negative_peak_weight: float = 0.0  # weight of BCE on the top 1 % pixels of empty-mask frames
     polyp_core_weight: float = 0.0  # weight of BCE towards 1 on the core of every polyp region
     negative_mining: float = 0.0  # share of polyp-free picks drawn by the model's peak on each frame
+    polyp_mining: float = 0.0     # share of polyp picks drawn by how close each image is to a missed polyp
     freeze_batchnorm: bool = False  # keep BatchNorm statistics fixed (fine-tuning with small batches)
     init: str = ""                # start from an exported ONNX model (fine-tuning), "" for the encoder's weights
     device: str = "cpu"
@@ -159,6 +160,7 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
         if weight < 0:
             raise ValueError(f"{name} weight must be >= 0, got {weight}")
     check_mining_share(config.negative_mining)
+    check_mining_share(config.polyp_mining, "polyp")
     if config.negatives and not 0 <= config.negatives_per_batch < config.batch_size:
         raise ValueError(f"negatives per batch must lie in [0, {config.batch_size - 1}] for batch size "
                          f"{config.batch_size}, got {config.negatives_per_batch}")
@@ -216,10 +218,19 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
             # Each training negative's peak under this epoch's starting weights (which a resumed run
             # restores exactly), un-augmented; predict_batches leaves the model in eval mode.
             hardness = np.array([p.max() for p in predict_batches(model, neg_train, spec, 16, device)], np.float64)
+        polyp_hard = None
+        if config.polyp_mining:
+            # Same un-augmented scoring for the polyp images: how near each is to losing a polyp.
+            polyp_hard = np.array([polyp_hardness(p, m) for p, m in
+                                   zip(predict_batches(model, train_x, spec, 16, device), train_y)], np.float64)
         set_training_mode(model, config.freeze_batchnorm)
         rng = np.random.default_rng([config.seed, epoch])  # per-epoch stream: resume reproduces it
-        order = rng.permutation(len(train_x))
-        neg_order = (negative_schedule(len(neg_train), steps_per_epoch * n_neg, hardness, config.negative_mining, rng)
+        if polyp_hard is None:
+            order = rng.permutation(len(train_x))  # the order training always used (a short last batch)
+        else:
+            order = mined_schedule(len(train_x), steps_per_epoch * n_pos, polyp_hard, config.polyp_mining, rng,
+                                   "polyp")
+        neg_order = (mined_schedule(len(neg_train), steps_per_epoch * n_neg, hardness, config.negative_mining, rng)
                      if n_neg else None)
         t0, losses = time.time(), []
         task = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps_per_epoch) if progress else None
@@ -253,6 +264,9 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
         if hardness is not None:
             # Training negatives the model called polyps (peak >= 0.5) when the epoch began.
             row["train_negatives_above_half"] = int((hardness >= 0.5).sum())
+        if polyp_hard is not None:
+            # Training polyp images with a polyp whose peak was below 0.5 when the epoch began.
+            row["train_polyps_below_half"] = int((polyp_hard > 0.5).sum())
         history.append(row)
         if progress:
             progress.update(task, description=f"epoch {epoch + 1}/{config.epochs} loss {row['loss']:.4f} "
