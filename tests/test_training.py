@@ -442,13 +442,12 @@ def test_polyp_mining_shows_the_polyps_being_lost_more_often():
         mined_schedule(50, 10, hardness, -0.2, np.random.default_rng(0), "polyp")
 
 
-def test_training_with_polyp_mining_logs_the_weak_polyps_and_resumes_to_the_same_weights(tmp_path):
-    data = make_dataset(tmp_path / "data")
-    settings = dict(polyp_mining=0.5, epochs=2, max_steps_per_epoch=2, lr=3e-3)
-    whole = train(tiny_config(data, tmp_path / "whole", **settings))
-    # The run starts from random weights: every polyp is below 0.5 at first; 8 training images.
-    assert [r["train_polyps_below_half"] for r in whole["history"]][0] == 8
-    assert all(0 <= r["train_polyps_below_half"] <= 8 for r in whole["history"])
+def assert_resumed_run_matches(data: Path, tmp_path: Path, settings: dict) -> None:
+    """One epoch, then a resume for the second, ends on the weights of the 2-epoch run in ``whole/``.
+
+    The mined schedules are drawn from a per-epoch stream and scored on the restored weights, so a
+    resumed run must repeat them exactly.
+    """
     train(tiny_config(data, tmp_path / "split", **{**settings, "epochs": 1}))
     state = torch.load(tmp_path / "split" / "last.pt", weights_only=True)
     state["config"]["epochs"] = 2
@@ -457,6 +456,16 @@ def test_training_with_polyp_mining_logs_the_weak_polyps_and_resumes_to_the_same
     a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "split" / "last.pt", weights_only=True)["model"]
     assert all(torch.allclose(a[k].float(), b[k].float()) for k in a)
+
+
+def test_training_with_polyp_mining_logs_the_weak_polyps_and_resumes_to_the_same_weights(tmp_path):
+    data = make_dataset(tmp_path / "data")
+    settings = dict(polyp_mining=0.5, epochs=2, max_steps_per_epoch=2, lr=3e-3)
+    whole = train(tiny_config(data, tmp_path / "whole", **settings))
+    # The run starts from random weights: every polyp is below 0.5 at first; 8 training images.
+    assert [r["train_polyps_below_half"] for r in whole["history"]][0] == 8
+    assert all(0 <= r["train_polyps_below_half"] <= 8 for r in whole["history"])
+    assert_resumed_run_matches(data, tmp_path, settings)
     with pytest.raises(ValueError, match="polyp mining share must lie in"):
         train(tiny_config(data, tmp_path / "bad", polyp_mining=1.5))
 
@@ -469,15 +478,7 @@ def test_training_with_mining_logs_the_hard_negatives_and_resumes_to_the_same_we
     assert all(0 <= r["train_negatives_above_half"] <= 5 for r in whole["history"])  # 5 training negatives
     with open(tmp_path / "whole" / "log.csv") as fh:
         assert "train_negatives_above_half" in next(csv.DictReader(fh))
-    # One epoch, then resume for the second: the mined schedule is reproduced, so are the weights.
-    train(tiny_config(data, tmp_path / "split", **{**settings, "epochs": 1}))
-    state = torch.load(tmp_path / "split" / "last.pt", weights_only=True)
-    state["config"]["epochs"] = 2
-    torch.save(state, tmp_path / "split" / "last.pt")
-    train(tiny_config(data, tmp_path / "split", **settings), resume=True)
-    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "split" / "last.pt", weights_only=True)["model"]
-    assert all(torch.allclose(a[k].float(), b[k].float()) for k in a)
+    assert_resumed_run_matches(data, tmp_path, settings)
     with pytest.raises(ValueError, match="negative mining share must lie in"):
         train(tiny_config(data, tmp_path / "bad", negatives=str(negatives), negative_mining=-0.1))
 

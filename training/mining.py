@@ -16,8 +16,9 @@ the model is losing, scored the same way before each epoch (:func:`polyp_hardnes
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
+
+from polyp_live.realtime.decision import region_scores
 
 # Weight of a frame the model already leaves empty: keeps every frame drawable, and keeps the mined
 # picks from being spent only on the handful of frames above 0.5.
@@ -38,9 +39,9 @@ def polyp_hardness(prob: np.ndarray, mask: np.ndarray, min_pixels: int = 16) -> 
     every polyp the model finds with a peak near 1 scores near 0; one polyp left at 0.2 scores 0.8,
     however well the others are found. A mask with no region counts as found (0.0).
     """
-    count, labels = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)
-    peaks = [float(prob[labels == c].max()) for c in range(1, count) if (labels == c).sum() >= min_pixels]
-    return 1.0 - min(peaks) if peaks else 0.0
+    _, peaks, areas = region_scores(prob, mask > 0)  # the decision's own region labelling
+    kept = areas[1:] * mask.size >= min_pixels
+    return 1.0 - float(peaks[1:][kept].min()) if kept.any() else 0.0
 
 
 def mined_schedule(count: int, picks: int, hardness: np.ndarray | None, mined_fraction: float,
