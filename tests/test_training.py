@@ -521,3 +521,36 @@ def test_the_log_keeps_a_column_that_only_later_epochs_have(tmp_path):
     with open(tmp_path / "log.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["train_negatives_above_half"] for r in rows] == ["", "7"] and rows[1]["val_dice"] == "0.6"
+
+
+def test_training_on_cuda_without_a_gpu_is_refused_in_one_line_before_anything_is_written(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU; the refusal is for machines without one")
+    from polyp_live.commands import dispatch
+    data = make_dataset(tmp_path / "data")
+    rc = dispatch(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--device", "cuda"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "torch sees no CUDA GPU; use --device cpu" in err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.gpu
+def test_training_on_cuda_with_both_minings_resumes_and_leaves_a_checkpoint_the_cpu_loads(tmp_path):
+    """Issue 7: ``train --device cuda`` works unchanged, the recipe of release 6 included."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs an NVIDIA GPU")
+    data, negatives = make_dataset(tmp_path / "data"), make_negatives(tmp_path / "neg")
+    settings = dict(negatives=str(negatives), negatives_per_batch=2, negative_peak_weight=0.1,
+                    negative_mining=0.5, polyp_mining=0.5, epochs=1, max_steps_per_epoch=2, lr=3e-3,
+                    device="cuda")
+    train(tiny_config(data, tmp_path / "run", **settings))
+    resumed = train(tiny_config(data, tmp_path / "run", **{**settings, "epochs": 2}), resume=True)
+    assert [r["epoch"] for r in resumed["history"]] == [1, 2]
+    assert all(0 <= r["train_negatives_above_half"] <= 5 and 0 <= r["train_polyps_below_half"] <= 8
+               for r in resumed["history"])
+    # The checkpoint holds CPU tensors: it loads, runs and exports on a machine without a GPU.
+    model, cfg = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert cfg.device == "cuda" and {p.device.type for p in model.parameters()} == {"cpu"}
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 64, 64))
+    assert out.shape[-2:] == (64, 64) and torch.isfinite(out).all()

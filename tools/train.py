@@ -100,11 +100,16 @@ def main(argv=None) -> int:
             negative_mining=args.negative_mining, polyp_mining=args.polyp_mining, init=args.model,
             freeze_batchnorm=args.freeze_batchnorm,
             device=args.device, cache=args.cache)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console) as progress:
+        # train() opens the display when the first epoch starts: an error before it prints alone.
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=console)
+        try:
             result = train(config, resume=args.resume, progress=progress)
+        finally:
+            if progress.live.is_started:  # stop() of a display never opened still prints a line
+                progress.stop()
     except (DatasetError, InputShapeError, CheckpointError, WarmStartError, FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted; the last completed epoch is in last.pt, continue with --resume")

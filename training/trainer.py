@@ -150,11 +150,8 @@ def build_model(config: TrainConfig) -> UnetPlusPlus:
     return model.to(memory_format=torch.channels_last)
 
 
-def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
-    """Train (or resume) and return the final state summary.
-
-    Writes into ``config.out``: ``last.pt`` and ``best.pt`` (atomic), ``log.csv`` and ``curves.png``.
-    """
+def check_config(config: TrainConfig) -> None:
+    """Refuse settings that cannot train, with a one-line ValueError, before anything is read or written."""
     check_input_size(config.size, config.size)
     for name, weight in (("negative peak", config.negative_peak_weight), ("polyp core", config.polyp_core_weight)):
         if weight < 0:
@@ -164,9 +161,19 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
     if config.negatives and not 0 <= config.negatives_per_batch < config.batch_size:
         raise ValueError(f"negatives per batch must lie in [0, {config.batch_size - 1}] for batch size "
                          f"{config.batch_size}, got {config.negatives_per_batch}")
+    if config.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {config.device} asked for but torch sees no CUDA GPU; use --device cpu")
+
+
+def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
+    """Train (or resume) and return the final state summary.
+
+    Writes into ``config.out``: ``last.pt`` and ``best.pt`` (atomic), ``log.csv`` and ``curves.png``.
+    ``progress`` (a rich Progress) is started when the first epoch begins, so that a data or
+    checkpoint error before it is reported alone; the caller stops it.
+    """
+    check_config(config)
     device = config.device
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device} asked for but torch sees no CUDA GPU; use --device cpu")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
@@ -212,6 +219,8 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
     elif resume:
         raise FileNotFoundError(f"--resume given but {last_path} does not exist; drop --resume to start afresh")
 
+    if progress:
+        progress.start()
     for epoch in range(start_epoch, config.epochs):
         hardness = None
         if n_neg and config.negative_mining:
