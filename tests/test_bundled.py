@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 
@@ -17,6 +18,20 @@ def test_bundled_model_and_sidecar_describe_each_other():
     assert spec.output == "probability" and 0 < spec.threshold < 1
     assert spec.info["encoder"] == "efficientnet-lite0"
     assert DEFAULT_MODEL.stat().st_size < 25e6
+
+
+def test_readme_and_model_card_quote_the_operating_point_the_sidecar_holds():
+    """A new release changes the sidecar; the documents that quote its numbers must change with it."""
+    spec = ModelSpec.load(DEFAULT_MODEL)
+    point = spec.info["decision"]
+    root = Path(__file__).resolve().parents[1]
+    readme, card = (root / "README.md").read_text(), (root / "docs" / "MODEL_CARD.md").read_text()
+    assert f"{point['score_threshold']:.2f} for the bundled model" in readme
+    assert f"{point['k']}/{point['n']} for the bundled model" in readme
+    assert f"({spec.threshold:.2f} for the bundled release" in readme
+    assert f"**Score threshold {point['score_threshold']:.2f}**" in card
+    assert f"**Pixel threshold {spec.threshold:.2f}**" in card
+    assert f"**Persistence K/N = {point['k']}/{point['n']}" in card
 
 
 def test_main_job_outlines_polyps_in_the_demo_clip(tmp_path):
