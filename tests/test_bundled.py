@@ -32,6 +32,10 @@ def test_readme_and_model_card_quote_the_operating_point_the_sidecar_holds():
     assert f"**Score threshold {point['score_threshold']:.2f}**" in card
     assert f"**Pixel threshold {spec.threshold:.2f}**" in card
     assert f"**Persistence K/N = {point['k']}/{point['n']}" in card
+    # `evaluate --choose-operating-point` without a target chooses as the bundled model was chosen.
+    from polyp_live.tools import evaluate
+    defaults = evaluate.parse_args(["--model", "m.onnx", "--out", "o"])
+    assert defaults.false_alarm_target == point["false_alarm_target"]
 
 
 def test_main_job_outlines_polyps_in_the_demo_clip(tmp_path):
