@@ -548,7 +548,7 @@ def test_training_on_cuda_with_both_minings_resumes_and_leaves_a_checkpoint_the_
     assert [r["epoch"] for r in resumed["history"]] == [1, 2]
     assert all(0 <= r["train_negatives_above_half"] <= 5 and 0 <= r["train_polyps_below_half"] <= 8
                for r in resumed["history"])
-    # The checkpoint holds CPU tensors: it loads, runs and exports on a machine without a GPU.
+    # The checkpoint holds CPU tensors: it loads and runs on a machine without a GPU.
     model, cfg = load_checkpoint(tmp_path / "run" / "best.pt")
     assert cfg.device == "cuda" and {p.device.type for p in model.parameters()} == {"cpu"}
     with torch.no_grad():
