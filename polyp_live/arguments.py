@@ -12,12 +12,26 @@ import argparse
 import sys
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line: the problem, and where the options are.
+
+    argparse prints the whole usage block (up to a dozen lines) before the error; in a log or a
+    terminal the one line that matters is then easy to miss.
+    """
+
+    def error(self, message: str):
+        if message.endswith("expected one argument"):
+            # argparse takes a value that starts with '-' (a negative number, "-10,0,...") for an option.
+            message += "; a value that starts with '-' is written --option=VALUE"
+        self.exit(2, f"{self.prog}: error: {message} (options: {self.prog} --help)\n")
+
+
 def command_parser(command: str, description: str | None) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` for ``polyp-live COMMAND`` with the shared formatting and ``--version``."""
     from polyp_live import __version__
     prog = f"polyp-live {command}" if command else "polyp-live"
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrorParser(prog=prog, description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 

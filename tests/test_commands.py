@@ -129,3 +129,19 @@ def test_export_refuses_an_existing_out_and_replaces_it_only_with_force(tmp_path
     assert run("export", argv + ["--force"]) == 0
     assert ModelSpec.load(out).threshold == 0.6 and out.stat().st_size > 10_000
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["shipped.json", "shipped.onnx"]
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--source", "demo", "--score-threshold", "2"], "--score-threshold"),
+    (["--source", "demo", "--persistence", "3/2"], "--persistence"),
+    (["--source", "demo", "--roi", "-10,-10,100,100"], "--option=VALUE"),
+    (["evaluate", "--split", "nope", "--model", "m.onnx", "--out", "o"], "--split"),
+    (["interpolate", "--models", "a.onnx", "--alpha", "0.5"], "--models"),
+])
+def test_a_bad_option_is_one_line_that_names_it_and_exits_2(argv, named, capsys):
+    from polyp_live.realtime.cli import main
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and "usage:" not in err
+    assert named in err and "--help" in err
