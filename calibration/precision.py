@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from polyp_live.engines.onnx_file import read_onnx
+
 FLAVOURS = ("tensorrt", "onnxruntime")
 # Ops whose FP16 versions overflow or lose the decision boundary: the sigmoid head and reductions.
 FP32_OPS = ["Sigmoid", "ReduceMean", "GlobalAveragePool", "Softmax"]
@@ -67,7 +69,7 @@ def convert_fp16(onnx_in: str | Path, onnx_out: str | Path) -> Path:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = onnx.load(str(onnx_in))
+    model = read_onnx(onnx_in)
     _name_nodes(model)
     fp16 = convert_float_to_float16(model, keep_io_types=True, op_block_list=FP32_OPS)
     topological_sort(fp16.graph)  # the converter appends its input casts at the end
@@ -113,7 +115,7 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calibration: np.nda
         raise ValueError(f"unknown INT8 flavour {flavour!r}; choose one of: {', '.join(FLAVOURS)}")
     onnx_out = Path(onnx_out)
     prepared = onnx_out.with_name(onnx_out.stem + ".prep.onnx")
-    model = onnx.load(str(onnx_in))
+    model = read_onnx(onnx_in)
     _name_nodes(model)
     input_name = model.graph.input[0].name
     onnx.save(model, str(prepared))

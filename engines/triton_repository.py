@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from polyp_live.engines.errors import ModelLoadError
+from polyp_live.engines.onnx_file import read_onnx
 from polyp_live.engines.spec import ModelSpec
 from polyp_live.engines.triton_wire import (INPUT_NAME, INPUT_TRITON_TYPE, MODEL_NAME, OUTPUT_NAME,
                                             OUTPUT_TRITON_TYPE, SPEC_PARAMETER, spec_to_parameter)
@@ -35,7 +36,7 @@ def wire_model(model_path: str | Path, spec: ModelSpec):
         from onnx import TensorProto, compose, helper
     except ImportError:
         raise RepositoryError("writing a Triton repository needs the onnx package: pip install onnx") from None
-    net = compose.add_prefix(onnx.load(str(model_path)), PREFIX)
+    net = compose.add_prefix(read_onnx(model_path), PREFIX)
     graph = net.graph
     if len(graph.input) != 1 or len(graph.output) != 1:
         raise RepositoryError(f"model {model_path} has {len(graph.input)} inputs and {len(graph.output)} outputs; "

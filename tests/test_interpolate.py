@@ -76,3 +76,15 @@ def test_an_existing_out_an_input_as_out_and_a_bad_alpha_are_refused(tmp_path, t
         main(["--models", str(a), str(b), "--alpha", "0.5", "--out", str(tmp_path / "z.onnx")])
     assert "pass --force" in capsys.readouterr().err and (tmp_path / "z.onnx").read_bytes() == b"keep"
     assert a.read_bytes() == before
+
+
+@pytest.mark.parametrize("damage", ["text", "truncated"])
+def test_a_file_that_is_not_an_onnx_model_is_refused_in_one_line(tmp_path, two_models, damage, capsys):
+    a, b = two_models
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model\n" if damage == "text" else b.read_bytes()[: len(b.read_bytes()) // 2])
+    TEST_SPEC.save(bad)
+    assert main(["--models", str(a), str(bad), "--alpha", "0.5", "--out", str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{bad} is not a readable ONNX model" in err and "Traceback" not in err
+    assert not list(tmp_path.glob("x*")) and not list(tmp_path.glob(".x*"))

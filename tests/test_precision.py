@@ -189,6 +189,12 @@ def test_quantize_option_errors_exit_2_with_one_line(conv_model, capsys):
     assert quantize.main(["--model", str(conv_model.with_name("missing.onnx")), "--fp16"]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "missing.onnx not found" in err
+    damaged = conv_model.with_name("damaged.onnx")
+    damaged.write_bytes(conv_model.read_bytes()[:100])
+    TEST_SPEC.save(damaged)
+    assert quantize.main(["--model", str(damaged), "--fp16"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "damaged.onnx is not a readable ONNX model" in err
 
 
 def test_quantize_accepts_the_old_onnx_option(conv_model, capsys):

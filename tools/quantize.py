@@ -51,6 +51,7 @@ def main(argv=None) -> int:
     from polyp_live.cache import artefact_path, file_sha256
     from polyp_live.calibration.frames import CalibrationError, calibration_for
     from polyp_live.calibration.precision import MAX_CALIBRATION_FRAMES, convert_fp16, quantize_int8
+    from polyp_live.engines.errors import ModelLoadError
     from polyp_live.engines.registry import int8_variant
     from polyp_live.engines.spec import ModelSpec, ModelSpecError
     from polyp_live.resources import bundled_model
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
             "method": args.method}}).save(out)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) calibrated on {used} of {len(calib)} frames "
               f"from {args.calib}")
-    except (CalibrationError, ModelSpecError, FileNotFoundError, ValueError) as exc:
+    except (CalibrationError, ModelSpecError, ModelLoadError, FileNotFoundError, ValueError) as exc:
         print(f"polyp-live quantize: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

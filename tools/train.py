@@ -83,6 +83,7 @@ def main(argv=None) -> int:
     from polyp_live.training.trainer import CheckpointError, TrainConfig, train
     from polyp_live.training.unetplusplus import InputShapeError, ModelConfig
     from polyp_live.training.warm_start import WarmStartError
+    from polyp_live.engines.errors import ModelLoadError
     assert set(ENCODER_NAMES) == set(ENCODERS) and set(LOSS_NAMES) == set(LOSSES), "update the name lists"
 
     console = Console(stderr=True)
@@ -108,7 +109,8 @@ def main(argv=None) -> int:
         finally:
             if progress.live.is_started:  # stop() of a display never opened still prints a line
                 progress.stop()
-    except (DatasetError, InputShapeError, CheckpointError, WarmStartError, FileNotFoundError, ValueError) as exc:
+    except (DatasetError, InputShapeError, CheckpointError, WarmStartError, ModelLoadError, FileNotFoundError,
+            ValueError) as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from polyp_live.engines.onnx_file import read_onnx
 from polyp_live.engines.spec import ModelSpec
 
 
@@ -50,7 +51,7 @@ def interpolate_onnx(first: str | Path, second: str | Path, alpha: float, out: s
     if any(getattr(spec_a, f) != getattr(spec_b, f) for f in fed):
         raise InterpolationError(f"{first} and {second} are fed differently (their sidecars differ in input "
                                  "settings); only models of one architecture and input can be interpolated")
-    a, b = onnx.load(str(first)), onnx.load(str(second))
+    a, b = read_onnx(first), read_onnx(second)
     if _structure(a) != _structure(b):
         raise InterpolationError(f"{first} and {second} are not the same graph; interpolate two exports of one "
                                  "architecture (a model and one fine-tuned from it)")

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from polyp_live.engines.onnx_file import read_onnx
+
 
 class WarmStartError(ValueError):
     """The ONNX model does not match the architecture being trained."""
@@ -55,10 +57,9 @@ def load_folded_onnx(model: nn.Module, onnx_path: str | Path, calibration: np.nd
         The number of convolutions copied. Heads that exist only in training (deep supervision) keep
         their fresh initialisation.
     """
-    import onnx
     from onnx import numpy_helper
 
-    graph = onnx.load(str(onnx_path)).graph
+    graph = read_onnx(onnx_path).graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     onnx_convs = [n for n in graph.node if n.op_type == "Conv"]
     x = torch.as_tensor(np.asarray(calibration, np.float32))
