@@ -62,6 +62,9 @@ def check_record_path(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() not in CONTAINERS:
         raise OutputError(f"cannot record to {path}: use one of {', '.join(sorted(CONTAINERS))}")
+    if path.is_dir():
+        # Found here, not after the run: the finished recording could not be renamed onto a folder.
+        raise OutputError(f"cannot record to {path}: it is a folder; give a file such as {path / 'out.mp4'}")
     check_writable_dir(path.parent if str(path.parent) else Path("."), "recording")
     return path
 

@@ -117,6 +117,14 @@ def test_unknown_recording_container(capsys, clip, brightness_model, tmp_path):
     assert code == 1 and "o.gif" in error_line(err)
 
 
+def test_a_recording_path_that_is_a_folder_is_refused_before_the_run(capsys, clip, brightness_model, tmp_path):
+    (tmp_path / "out.mp4").mkdir()
+    code, err = run_cli(capsys, "--source", str(clip), "--model", str(brightness_model), "--record",
+                        str(tmp_path / "out.mp4"))
+    assert code == 1 and "it is a folder" in error_line(err) and "summary" not in err
+    assert not list(tmp_path.glob(".*partial*")) and not any((tmp_path / "out.mp4").iterdir())  # nothing left
+
+
 def _start(args, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("DISPLAY", None)
