@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -69,3 +70,23 @@ def add_calibration_options(parser: argparse.ArgumentParser, note: str = "") -> 
     parser.add_argument("--save-calib", nargs="?", const="", default=None, metavar="PATH",
                         help=f"{note}also keep the calibration set (.npy) for reuse with --calib; without PATH "
                              "it goes into the model's cache folder")
+
+
+def refuse_overwriting_inputs(parser: argparse.ArgumentParser, outputs: dict[str, object],
+                              inputs: list[object]) -> None:
+    """Stop with a one-line usage error when an output would be written over, or into, an input.
+
+    ``outputs`` maps each writing option to its path (None or "" when unused), ``inputs`` lists the
+    files and folders the command reads. An output that is an input file, or lies inside an input
+    folder, is refused: a command never replaces what it reads (a video, a calibration image, a
+    dataset) and never adds its results to a folder it reads frames from.
+    """
+    read = [Path(str(p)).resolve() for p in inputs if p and Path(str(p)).exists()]
+    for option, out in outputs.items():
+        if not out:
+            continue
+        target = Path(str(out)).resolve()
+        for source in read:
+            if target == source or (source.is_dir() and source in target.parents):
+                where = "over the input" if target == source else "into the input folder"
+                parser.error(f"{option} {out} would write {where} {source}; choose another path")

@@ -145,3 +145,26 @@ def test_a_bad_option_is_one_line_that_names_it_and_exits_2(argv, named, capsys)
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.count("\n") == 1 and "usage:" not in err
     assert named in err and "--help" in err
+
+
+@pytest.mark.parametrize("command, writes", [
+    (["quantize", "--calib", "{clip}", "--calib-count", "4", "--save-calib", "{clip}"], "--save-calib"),
+    (["quantize", "--calib", "{frames}", "--calib-count", "4", "--out", "{frames}/f0.png"], "--out"),
+    (["benchmark", "--source", "{clip}", "--frames", "2", "--json", "{clip}"], "--json"),
+    (["make-figures", "overlay", "--source", "{clip}", "--out", "{clip}"], "--out"),
+    (["make-demo", "--data", "{frames}", "--out", "{frames}/demo.mp4"], "--out"),
+])
+def test_no_command_writes_over_or_into_what_it_reads(command, writes, tmp_path, clip, brightness_model, capsys):
+    import cv2
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "f0.png"), cv2.imread(str(ROOT / "docs" / "overlay.png")))
+    before = {p: p.read_bytes() for p in (clip, frames / "f0.png")}
+    argv = [a.format(clip=clip, frames=frames) for a in command]
+    if command[0] in ("quantize", "make-figures", "benchmark"):
+        argv += ["--model", str(brightness_model)]
+    with pytest.raises(SystemExit) as info:
+        dispatch(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and writes in err and "would write" in err
+    assert {p: p.read_bytes() for p in before} == before and sorted(p.name for p in frames.iterdir()) == ["f0.png"]

@@ -107,7 +107,7 @@ def default_entries(model: str, checkpoint: str | None) -> list[str]:
 
 
 def main(argv=None) -> int:
-    from polyp_live.arguments import command_parser, deprecated_alias
+    from polyp_live.arguments import command_parser, deprecated_alias, refuse_overwriting_inputs
     p = command_parser("benchmark", __doc__)
     p.add_argument("--model", nargs="+", default=None, metavar="PATH[@BACKEND[:PRECISION]]",
                    help="models to compare, the first is the Dice reference; a bare .onnx runs on every backend "
@@ -134,6 +134,9 @@ def main(argv=None) -> int:
     pipe.add_argument("--encoder-threads", type=int, default=None, help="libx264 threads (default 1)")
     pipe.add_argument("--preset", default=None, help="libx264 preset (default superfast)")
     args = p.parse_args(argv)
+    models = [m.split("@")[0] for m in (args.model or [])] + ([args.checkpoint] if args.checkpoint else [])
+    refuse_overwriting_inputs(p, {"--json": args.json, "--markdown": args.markdown, "--png": args.png},
+                              [args.source, *models])
     if args.pipeline:
         from polyp_live.resources import bundled_model, demo_clip
         from polyp_live.tools.pipeline_benchmark import run

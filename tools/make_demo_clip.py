@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 from pathlib import Path
@@ -21,8 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from polyp_live.arguments import command_parser
-from polyp_live.training.dataset import read_pair, scan, split_stems
+from polyp_live.arguments import command_parser, refuse_overwriting_inputs
+from polyp_live.training.dataset import DatasetError, read_pair, scan, split_stems
 
 WIDTH, HEIGHT = 1280, 720
 FPS = 30000 / 1001
@@ -86,9 +87,22 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=3.0, metavar="S", help="seconds per image (default 3)")
     p.add_argument("--seed", type=int, default=7, metavar="N", help="picks the images and the camera paths (default 7)")
     args = p.parse_args(argv)
+    if args.images < 1 or args.seconds <= 0 or args.negative_images < 0:
+        p.error("--images needs at least 1, --seconds more than 0 and --negative-images at least 0")
+    refuse_overwriting_inputs(p, {"--out": args.out}, [args.data, args.negatives])
+    try:
+        return make_clip(args)
+    except (DatasetError, ValueError) as exc:
+        print(f"polyp-live make-demo: error: {exc}", file=sys.stderr)
+        return 2
 
+
+def make_clip(args: argparse.Namespace) -> int:
+    """Write the clip; the file appears whole under --out or not at all."""
     samples = scan(args.data)
     stems = split_stems(args.data, "test", samples)
+    if args.images > len(stems):
+        raise ValueError(f"--images {args.images} but {args.data} has {len(stems)} test images")
     rng = np.random.default_rng(args.seed)
     chosen = sorted(rng.choice(len(stems), size=args.images, replace=False))
     scenes = [(samples[stems[i]], stems[i], "Kvasir-SEG (Jha et al., 2020)") for i in chosen]
@@ -122,8 +136,11 @@ def main(argv=None) -> int:
                 writer.write(render(image, i / max(1, frames_per_image - 1), args.seed + k, fov, fov_box, frame_no,
                                     credit))
                 frame_no += 1
-    finally:
+    except BaseException:
         writer.release()
+        tmp.unlink(missing_ok=True)
+        raise
+    writer.release()
     tmp.replace(out)
     print(f"wrote {out}: {frame_no} frames, {WIDTH}x{HEIGHT} at {FPS:.3f} FPS, "
           f"{out.stat().st_size / 1e6:.1f} MB, test-split scenes {[stem for _, stem, _ in scenes]}")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polyp_live.arguments import command_parser
+from polyp_live.arguments import command_parser, refuse_overwriting_inputs
 
 MAX_BYTES = 300_000
 TRUTH = (255, 0, 255)        # BGR magenta: against the live overlay's green, readable with red-green blindness
@@ -280,10 +280,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from polyp_live.engines.errors import ModelLoadError
     from polyp_live.engines.spec import ModelSpecError
     from polyp_live.resources import bundled_model, demo_clip
+
+    source = getattr(args, "source", None)
+    read = [demo_clip() if source == "demo" else source, getattr(args, "model", None) or bundled_model(),
+            getattr(args, "data", None), getattr(args, "negatives", None), getattr(args, "log", None)]
+    refuse_overwriting_inputs(parser, {"--out": args.out}, read)
 
     try:
         model = str(getattr(args, "model", None) or bundled_model())

@@ -20,7 +20,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from polyp_live.arguments import add_calibration_options, command_parser, deprecated_alias
+from polyp_live.arguments import add_calibration_options, command_parser, deprecated_alias, refuse_overwriting_inputs
 
 
 def build_parser():
@@ -70,6 +70,7 @@ def main(argv=None) -> int:
             out = Path(args.out) if args.out else artefact_path(model, f"{model.stem}.trt-int8.onnx")
         if out.resolve() == model.resolve():
             parser.error(f"--out {out} is the input model; write the result somewhere else")
+        refuse_overwriting_inputs(parser, {"--out": out, "--save-calib": args.save_calib}, [model, args.calib])
         out.parent.mkdir(parents=True, exist_ok=True)
         provenance = {"source_model": model.name, "source_sha256": file_sha256(model)}
         if args.fp16:
