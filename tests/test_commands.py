@@ -168,3 +168,18 @@ def test_no_command_writes_over_or_into_what_it_reads(command, writes, tmp_path,
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.count("\n") == 1 and writes in err and "would write" in err
     assert {p: p.read_bytes() for p in before} == before and sorted(p.name for p in frames.iterdir()) == ["f0.png"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["benchmark", "--model", "{tmp}/missing.onnx"], "missing.onnx not found"),
+    (["benchmark", "--frames", "-1"], "--frames and --runs need at least 1"),
+    (["benchmark", "--json", "{tmp}"], "is a folder"),
+    (["evaluate-video", "--source", "{tmp}", "--out", "{tmp}/a-file.txt"], "is a file; give a folder"),
+])
+def test_bad_arguments_are_refused_before_any_work_in_one_line(argv, message, tmp_path, capsys):
+    (tmp_path / "a-file.txt").write_text("keep")
+    with pytest.raises(SystemExit) as info:
+        dispatch([a.format(tmp=tmp_path) for a in argv])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and message in err
+    assert (tmp_path / "a-file.txt").read_text() == "keep"

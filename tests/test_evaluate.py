@@ -83,5 +83,5 @@ def test_evaluate_of_a_missing_split_file_is_one_line(tmp_path, brightness_model
     polyps, free = make_sets(tmp_path)
     rc = evaluate.main(["--model", str(brightness_model), "--data", str(polyps), "--negatives", str(free),
                         "--split", "test", "--out", str(tmp_path / "eval")])
-    out = capsys.readouterr().out.strip()
-    assert rc == 2 and out.startswith("error:") and "test" in out and len(out.splitlines()) == 1
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error:") and "test" in err and err.count("\n") == 1

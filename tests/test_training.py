@@ -523,6 +523,14 @@ def test_the_log_keeps_a_column_that_only_later_epochs_have(tmp_path):
     assert [r["train_negatives_above_half"] for r in rows] == ["", "7"] and rows[1]["val_dice"] == "0.6"
 
 
+def test_zero_epochs_is_refused_in_one_line_before_the_data_is_read(tmp_path, capsys):
+    from polyp_live.commands import dispatch
+    rc = dispatch(["train", "--data", str(tmp_path / "no-data"), "--out", str(tmp_path / "run"), "--epochs", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "--epochs and --batch-size need at least 1" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_training_on_cuda_without_a_gpu_is_refused_in_one_line_before_anything_is_written(tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU; the refusal is for machines without one")

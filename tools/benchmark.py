@@ -134,7 +134,15 @@ def main(argv=None) -> int:
     pipe.add_argument("--encoder-threads", type=int, default=None, help="libx264 threads (default 1)")
     pipe.add_argument("--preset", default=None, help="libx264 preset (default superfast)")
     args = p.parse_args(argv)
+    if (args.frames is not None and args.frames < 1) or args.runs < 1 or args.warmup < 0:
+        p.error("--frames and --runs need at least 1, --warmup at least 0")
     models = [m.split("@")[0] for m in (args.model or [])] + ([args.checkpoint] if args.checkpoint else [])
+    for model in models:
+        if not Path(model).is_file():
+            p.error(f"model {model} not found; pass an .onnx or .pt file")
+    for option, value in (("--json", args.json), ("--markdown", args.markdown), ("--png", args.png)):
+        if value and Path(value).is_dir():
+            p.error(f"{option} {value} is a folder; give a file name")
     refuse_overwriting_inputs(p, {"--json": args.json, "--markdown": args.markdown, "--png": args.png},
                               [args.source, *models])
     if args.pipeline:
@@ -156,7 +164,10 @@ def main(argv=None) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from polyp_live.calibration.frames import CalibrationError
+    from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
     from polyp_live.resources import bundled_model
+    from polyp_live.training.dataset import DatasetError
     from polyp_live.training.metrics import image_metrics
 
     console = Console()
@@ -167,8 +178,13 @@ def main(argv=None) -> int:
     for entry in entries:
         # A fresh process per model: its peak memory is its own and no runtime state leaks across.
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            row, probs = pool.submit(run_one, entry, args.source, args.split, args.frames, args.threads,
-                                     args.runs, args.warmup).result()
+            try:
+                row, probs = pool.submit(run_one, entry, args.source, args.split, args.frames, args.threads,
+                                         args.runs, args.warmup).result()
+            except (ModelLoadError, BackendUnavailableError, CalibrationError, DatasetError, FileNotFoundError,
+                    ValueError) as exc:  # raised in the worker, re-raised here with its own type
+                print(f"polyp-live benchmark: error: {entry}: {exc}", file=sys.stderr)
+                return 1
         if reference is None:
             reference = [p >= row["threshold"] for p in probs]
         dices = [image_metrics(p >= row["threshold"], r)["dice"] if p.shape == r.shape else float("nan")

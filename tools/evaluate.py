@@ -109,7 +109,8 @@ def main(argv=None) -> int:
         frame_summary = write_frame_report(frames, point, args.out, args.split, args.model, score_threshold) \
             if frames is not None else None
     except (DatasetError, ModelLoadError, ModelSpecError, BackendUnavailableError, FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        # On stderr, apart from the tables: a script reading the report never mistakes it for results.
+        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
 
     table = Table(title=escape(f"{args.model} on {args.split} ({summary['images']} polyp images, pixel threshold "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,6 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parse_roi(args.roi)
     except ValueError as exc:
         p.error(str(exc))
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        p.error(f"--out {args.out} is a file; give a folder for video_eval.json")
     return args
 
 
@@ -80,7 +83,8 @@ def main(argv=None) -> int:
                                              args.max_frames, progress))
     except (ModelLoadError, ModelSpecError, BackendUnavailableError, PolypLiveError, FileNotFoundError,
             ValueError) as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        # On stderr, apart from the tables: a script reading the report never mistakes it for results.
+        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 1
     path = write_report(rows, args.out, {"model": model, "source": args.source, "masks": args.masks})
     truth = args.masks is not None

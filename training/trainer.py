@@ -153,6 +153,8 @@ def build_model(config: TrainConfig) -> UnetPlusPlus:
 def check_config(config: TrainConfig) -> None:
     """Refuse settings that cannot train, with a one-line ValueError, before anything is read or written."""
     check_input_size(config.size, config.size)
+    if config.epochs < 1 or config.batch_size < 1:
+        raise ValueError(f"--epochs and --batch-size need at least 1, got {config.epochs} and {config.batch_size}")
     for name, weight in (("negative peak", config.negative_peak_weight), ("polyp core", config.polyp_core_weight)):
         if weight < 0:
             raise ValueError(f"{name} weight must be >= 0, got {weight}")
