@@ -49,3 +49,14 @@ def test_video_evaluation_of_a_missing_source_is_one_line_and_exit_1(tmp_path, b
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("error:") and "nothing" in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_damaged_frame_is_skipped_and_said_so_not_scored_silently(tmp_path, brightness_model, capsys):
+    frames, masks = write_sequence(tmp_path, [True] * 6)
+    (frames / "0003.png").write_bytes(b"not an image")
+    assert evaluate_video.main(["--source", str(frames), "--masks", str(masks), "--model", str(brightness_model),
+                                "--out", str(tmp_path / "out")]) == 0
+    rows = json.loads((tmp_path / "out" / "video_eval.json").read_text())["results"]
+    assert all(r["frames"] == 5 and r["damaged_frames_skipped"] == 1 and r["polyp_frames"] == 5 for r in rows)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "1 damaged frame(s) of the source skipped" in err

@@ -102,6 +102,10 @@ def main(argv=None) -> int:
         cells += [f"{r['toggles_per_100_frames']:.2f}", f"{r['flicker'] if truth else r['flicker_raw']:.4f}"]
         table.add_row(*cells)
     console.print(table)
+    skipped, early = rows[0]["damaged_frames_skipped"], rows[0]["ended_early"]
+    if skipped or early:
+        note = f"{skipped} damaged frame(s) of the source skipped" + (f"; {early}" if early else "")
+        Console(stderr=True).print(f"warning: {escape(note)}", highlight=False, soft_wrap=True)
     console.print(f"results in {escape(str(path))}")
     return 0
 

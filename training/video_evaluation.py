@@ -103,6 +103,9 @@ def evaluate_variant(backend: Backend, source: str, variant: Variant, base: Pipe
     row = {"variant": variant.name, "smoothing": variant.smoothing,
            "persistence": f"{decision.k}/{decision.n}", "score_threshold": decision.score_threshold,
            "frames": frames, "present_rate": present_count / frames,
+           # Frames the source could not decode are skipped, as polyp-live skips them, and said so.
+           "damaged_frames_skipped": int(src.corrupt_frames),
+           "ended_early": getattr(src, "ended_early", None) or "",
            "toggles_per_100_frames": 100.0 * toggles / frames,
            "flicker_raw": float(np.mean(flicker)) if flicker else 0.0}
     if masks is not None:
