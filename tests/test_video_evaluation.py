@@ -60,3 +60,32 @@ def test_a_damaged_frame_is_skipped_and_said_so_not_scored_silently(tmp_path, br
     assert all(r["frames"] == 5 and r["damaged_frames_skipped"] == 1 and r["polyp_frames"] == 5 for r in rows)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "1 damaged frame(s) of the source skipped" in err
+
+
+def write_stills(root, count=3):
+    """A tiny polyp set (images/, masks/, splits/test.txt) of discs on texture."""
+    (root / "images").mkdir(parents=True), (root / "masks").mkdir(), (root / "splits").mkdir()
+    for i in range(count):
+        image = np.full((100, 120, 3), 60, np.uint8)
+        mask = np.zeros((100, 120), np.uint8)
+        cv2.circle(image, (60, 50), 20, (220, 220, 220), -1), cv2.circle(mask, (60, 50), 20, 255, -1)
+        cv2.imwrite(str(root / "images" / f"s{i}.jpg"), image), cv2.imwrite(str(root / "masks" / f"s{i}.png"), mask)
+    (root / "splits" / "test.txt").write_text("".join(f"s{i}\n" for i in range(count)))
+    return root
+
+
+def test_make_sequence_writes_whole_sequences_and_leaves_nothing_when_a_still_is_damaged(tmp_path, capsys):
+    from polyp_live.tools import make_sequence
+    data = write_stills(tmp_path / "data")
+    args = ["--data", str(data), "--negatives", "", "--split", "test", "--frames-per-image", "4", "--size", "96x80"]
+    assert make_sequence.main([*args, "--out", str(tmp_path / "seq")]) == 0
+    meta = json.loads((tmp_path / "seq" / "sequence.json").read_text())
+    assert meta["frames"] == 12 and len(list((tmp_path / "seq" / "frames").glob("*.jpg"))) == 12
+    assert len(list((tmp_path / "seq" / "masks").glob("*.png"))) == 12
+    assert make_sequence.main([*args, "--out", str(tmp_path / "seq")]) == 2  # never overwritten
+    (data / "images" / "s2.jpg").write_bytes(b"not an image")
+    capsys.readouterr()
+    assert make_sequence.main([*args, "--out", str(tmp_path / "broken")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "s2" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "seq"]  # no half sequence, no partial

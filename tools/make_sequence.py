@@ -44,12 +44,23 @@ def main(argv=None) -> int:
 
     from polyp_live.training.dataset import DatasetError
     from polyp_live.training.sequences import SequenceSpec, write_sequence
+    import shutil
+    out = Path(args.out)
+    # Written under a hidden name and renamed when whole: a failure leaves no half sequence behind
+    # (one without sequence.json, which a rerun would then refuse to replace).
+    partial = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
     try:
-        meta = write_sequence(args.out, SequenceSpec(width, height, args.frames_per_image, args.seed),
+        meta = write_sequence(partial, SequenceSpec(width, height, args.frames_per_image, args.seed),
                               args.data or None, args.negatives or None, args.split, args.limit)
     except (DatasetError, ValueError) as exc:
+        shutil.rmtree(partial, ignore_errors=True)
         print(f"make-sequence: error: {exc}", file=sys.stderr)
         return 2
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    partial.rename(out)
     kinds = [s["kind"] for s in meta["stills"]]
     print(f"{meta['frames']} frames from {kinds.count('polyp')} polyp and {kinds.count('polyp-free')} polyp-free "
           f"stills in {args.out}")
