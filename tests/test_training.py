@@ -372,6 +372,11 @@ def test_a_checkpoint_carrying_a_pickled_object_is_refused(tmp_path):
     torch.save(state, evil)
     with pytest.raises(CheckpointError, match="could run code"):
         load_checkpoint(evil)
+    # An exported model given where a checkpoint is wanted is named for what it is, not as a threat.
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(b"\x08\x07")
+    with pytest.raises(CheckpointError, match="is an exported ONNX model, not a training checkpoint"):
+        load_checkpoint(onnx_file)
     torch.save(state, tmp_path / "run" / "last.pt")
     with pytest.raises(Exception, match="weights_only|Unsupported global"):
         train(TrainConfig(**{**config.__dict__, "epochs": 2}), resume=True)

@@ -330,6 +330,9 @@ def load_checkpoint(path: str | Path) -> tuple[UnetPlusPlus, TrainConfig]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found; train one with tools/train.py")
+    if path.suffix.lower() == ".onnx":
+        raise CheckpointError(f"{path} is an exported ONNX model, not a training checkpoint (.pt); pass the best.pt "
+                              "of a polyp-live train run, or run the .onnx with the onnxruntime backend")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError or RuntimeError here
