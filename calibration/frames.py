@@ -82,6 +82,8 @@ def calibration_for(source: str | Path, spec: ModelSpec, count: int, model: str 
     source = Path(source)
     if source.suffix == ".npy":
         return load_calibration_set(source), None
+    if count < 1:
+        raise CalibrationError(f"--calib-count needs at least 1 frame, got {count}")
     batch = build_calibration_set(source, spec, count)
     if save is None:
         return batch, None
@@ -97,7 +99,12 @@ def load_calibration_set(path: str | Path) -> np.ndarray:
     """A calibration set saved by :func:`save_calibration_set`, checked to be N x 3 x H x W."""
     if not Path(path).is_file():
         raise CalibrationError(f"calibration set {path} not found; make one with --save-calib")
-    data = np.load(path)
-    if data.ndim != 4 or data.shape[1] != 3:
-        raise CalibrationError(f"calibration set {path} has shape {data.shape}; expected N x 3 x H x W")
+    try:
+        data = np.load(path)  # allow_pickle stays off: a set is plain numbers
+    except (ValueError, OSError, EOFError) as exc:
+        raise CalibrationError(f"{path} is not a calibration set saved by --save-calib ({type(exc).__name__}); "
+                               "pass a video, an image folder or a dataset folder instead") from None
+    if not isinstance(data, np.ndarray) or data.ndim != 4 or data.shape[1] != 3:
+        raise CalibrationError(f"calibration set {path} has shape {getattr(data, 'shape', None)}; "
+                               "expected N x 3 x H x W")
     return data

@@ -202,3 +202,15 @@ def test_quantize_accepts_the_old_onnx_option(conv_model, capsys):
     assert quantize.main(["--onnx", str(conv_model), "--fp16"]) == 0
     assert conv_model.with_name("conv.fp16.onnx").is_file()
     assert "--onnx is deprecated; use --model" in capsys.readouterr().err
+
+
+def test_a_bad_calibration_count_or_set_is_named_in_one_line(tmp_path, conv_model):
+    from polyp_live.calibration.frames import CalibrationError, calibration_for
+    with pytest.raises(CalibrationError, match="--calib-count needs at least 1 frame, got 0"):
+        calibration_for(tmp_path, TEST_SPEC, 0, conv_model)
+    objects = tmp_path / "objects.npy"
+    np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)  # loading it would unpickle
+    (tmp_path / "text.npy").write_text("not numpy")
+    for bad in (objects, tmp_path / "text.npy"):
+        with pytest.raises(CalibrationError, match="is not a calibration set saved by --save-calib"):
+            calibration_for(bad, TEST_SPEC, 10, conv_model)
