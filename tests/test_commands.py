@@ -183,3 +183,13 @@ def test_bad_arguments_are_refused_before_any_work_in_one_line(argv, message, tm
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.count("\n") == 1 and message in err
     assert (tmp_path / "a-file.txt").read_text() == "keep"
+
+
+def test_ffmpeg_says_nothing_before_a_commands_own_error(tmp_path, brightness_model):
+    """FFmpeg logs to the process's stderr directly ("moov atom not found"): only a subprocess sees it."""
+    (tmp_path / "text.mp4").write_text("not a video")
+    proc = python("import sys; from polyp_live.commands import dispatch; sys.exit(dispatch(sys.argv[1:]))",
+                  "quantize", "--model", str(brightness_model), "--calib", str(tmp_path / "text.mp4"),
+                  "--out", str(tmp_path / "q.onnx"))
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "text.mp4 yields no decodable frames" in proc.stderr
