@@ -97,7 +97,9 @@ def open_source(spec: str, fps: float = 0.0, max_consecutive_corrupt: int = 50) 
         return VideoFileSource(spec, max_consecutive_corrupt)  # open() says it is not found
     if any(ch in spec for ch in "*?[") or suffix in IMAGE_SUFFIXES:
         return ImageSequenceSource(spec, fps)
-    raise SourceError(f"source {spec!r} not found: pass a camera index (0), a device (/dev/video0), a video file "
+    # /dev/null, a FIFO or a socket exists but is none of the kinds of source.
+    problem = "is not a file, folder or device polyp-live reads" if path.exists() else "not found"
+    raise SourceError(f"source {spec!r} {problem}: pass a camera index (0), a device (/dev/video0), a video file "
                       f"({', '.join(sorted(VIDEO_SUFFIXES))}), an image folder or glob, or an rtsp:// or http:// URL")
 
 

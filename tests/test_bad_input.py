@@ -112,6 +112,11 @@ def test_unknown_option_values(capsys, clip, brightness_model):
     assert info.value.code == 2 and "argument --roi: '1,2,3' is not auto, full or x,y,w,h" in capsys.readouterr().err
 
 
+def test_a_path_that_exists_but_is_no_source_is_named_as_such_not_as_missing(capsys, brightness_model):
+    code, err = run_cli(capsys, "--source", "/dev/null", "--model", str(brightness_model))
+    assert code == 1 and "'/dev/null' is not a file, folder or device polyp-live reads" in error_line(err)
+
+
 def test_unknown_recording_container(capsys, clip, brightness_model, tmp_path):
     code, err = run_cli(capsys, "--source", str(clip), "--model", str(brightness_model), "--record", str(tmp_path / "o.gif"))
     assert code == 1 and "o.gif" in error_line(err)
