@@ -35,7 +35,7 @@ from polyp_live.realtime.config import PipelineConfig
 from polyp_live.realtime.errors import OutputError, SourceError, StageError
 from polyp_live.realtime.output import Annotation, AnnotationSlot, ModelInfo, OutputStage, describe_backend
 from polyp_live.realtime.queues import END, RESET, WAIT, NewestQueue, put_blocking
-from polyp_live.realtime.recorder import check_record_path, check_writable_dir
+from polyp_live.realtime.recorder import check_masks_folder, check_record_path, check_writable_dir
 from polyp_live.realtime.segmenter import Segmenter
 from polyp_live.realtime.sources import Frame, FrameSource, SignalLost, reconnect
 from polyp_live.realtime.stats import PipelineStats
@@ -84,6 +84,8 @@ class Pipeline:
             check_record_path(out.record)
         if out.stats_json:
             check_writable_dir(Path(out.stats_json).parent, "--stats-json")
+        if out.save_masks:
+            check_masks_folder(out.save_masks)
         self.output: OutputStage | None = None
 
     @property

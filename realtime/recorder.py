@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from polyp_live.realtime.errors import OutputError
+from polyp_live.realtime.errors import OutputError, UsageError
 from polyp_live.realtime.queues import WAIT
 
 CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
@@ -64,8 +64,23 @@ def check_record_path(path: str | Path) -> Path:
         raise OutputError(f"cannot record to {path}: use one of {', '.join(sorted(CONTAINERS))}")
     if path.is_dir():
         # Found here, not after the run: the finished recording could not be renamed onto a folder.
-        raise OutputError(f"cannot record to {path}: it is a folder; give a file such as {path / 'out.mp4'}")
+        raise UsageError(f"--record {path} is a folder; give a file name such as {path / 'out.mp4'}")
     check_writable_dir(path.parent if str(path.parent) else Path("."), "recording")
+    return path
+
+
+def check_masks_folder(path: str | Path) -> Path:
+    """Refuse a ``--save-masks`` path that is a file, or a folder already holding masks.
+
+    Masks are named after their frames (``000041.png``); a second run into the same folder would
+    replace some of the first run's and leave others, a set that belongs to neither run.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--save-masks {path} is a file; give a folder")
+    if path.is_dir() and any(path.glob("*.png")):
+        raise UsageError(f"--save-masks {path} already holds masks; choose a new or empty folder "
+                         "(nothing is overwritten)")
     return path
 
 

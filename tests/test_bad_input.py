@@ -126,8 +126,17 @@ def test_a_recording_path_that_is_a_folder_is_refused_before_the_run(capsys, cli
     (tmp_path / "out.mp4").mkdir()
     code, err = run_cli(capsys, "--source", str(clip), "--model", str(brightness_model), "--record",
                         str(tmp_path / "out.mp4"))
-    assert code == 1 and "it is a folder" in error_line(err) and "summary" not in err
+    assert code == 2 and "is a folder; give a file name" in error_line(err) and "summary" not in err
     assert not list(tmp_path.glob(".*partial*")) and not any((tmp_path / "out.mp4").iterdir())  # nothing left
+
+
+def test_a_mask_folder_holding_masks_is_refused_before_the_run(capsys, clip, brightness_model, tmp_path):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    (masks / "000000.png").write_bytes(b"an earlier run's mask")
+    code, err = run_cli(capsys, "--source", str(clip), "--model", str(brightness_model), "--save-masks", str(masks))
+    assert code == 2 and "already holds masks" in error_line(err) and "summary" not in err
+    assert [p.name for p in masks.iterdir()] == ["000000.png"] and (masks / "000000.png").read_bytes() == b"an earlier run's mask"
 
 
 def _start(args, tmp_path):
