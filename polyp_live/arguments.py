@@ -90,3 +90,20 @@ def refuse_overwriting_inputs(parser: argparse.ArgumentParser, outputs: dict[str
             if target == source or (source.is_dir() and source in target.parents):
                 where = "over the input" if target == source else "into the input folder"
                 parser.error(f"{option} {out} would write {where} {source}; choose another path")
+
+
+def check_output_folder(parser: argparse.ArgumentParser, option: str, value: object) -> None:
+    """Stop with a one-line usage error when a folder option names an existing file."""
+    if value and Path(str(value)).exists() and not Path(str(value)).is_dir():
+        parser.error(f"{option} {value} is a file; give a folder")
+
+
+def check_output_file(parser: argparse.ArgumentParser, option: str, value: object, suffixes: tuple[str, ...]) -> None:
+    """Stop with a one-line usage error when a file option names a folder or has the wrong extension."""
+    if not value:
+        return
+    path = Path(str(value))
+    if path.is_dir():
+        parser.error(f"{option} {value} is a folder; give a file name")
+    if path.suffix.lower() not in suffixes:
+        parser.error(f"{option} {value} must end in {' or '.join(suffixes)}")

@@ -141,10 +141,15 @@ def refuse_overwriting_inputs(outputs: dict[str, str | None], source_paths: list
             folders.add(path.resolve())
         elif path.exists():
             names[path.resolve()] = f"the source {path}"
+    seen: dict[Path, str] = {}
     for option, value in outputs.items():
         if not value:
             continue
         target = Path(value).expanduser().resolve()  # follows symlinks, also through missing tails
+        if target in seen:
+            # Written one after the other, the second would replace the first (a recording by the stats).
+            raise UsageError(f"{option} {value} is also {seen[target]}; give each output its own path")
+        seen[target] = option
         if target in names:
             raise UsageError(f"{option} {value} is {names[target]}, which this run reads; "
                              "write the output somewhere else")

@@ -130,6 +130,13 @@ def test_a_recording_path_that_is_a_folder_is_refused_before_the_run(capsys, cli
     assert not list(tmp_path.glob(".*partial*")) and not any((tmp_path / "out.mp4").iterdir())  # nothing left
 
 
+def test_two_outputs_on_one_path_are_refused_before_the_run(capsys, clip, brightness_model, tmp_path):
+    out = tmp_path / "run.mp4"
+    code, err = run_cli(capsys, "--source", str(clip), "--model", str(brightness_model), "--record", str(out),
+                        "--stats-json", str(out))
+    assert code == 2 and "--stats-json" in error_line(err) and "is also --record" in err and not out.exists()
+
+
 def test_a_mask_folder_holding_masks_is_refused_before_the_run(capsys, clip, brightness_model, tmp_path):
     masks = tmp_path / "masks"
     masks.mkdir()

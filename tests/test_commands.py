@@ -149,8 +149,8 @@ def test_a_bad_option_is_one_line_that_names_it_and_exits_2(argv, named, capsys)
 
 @pytest.mark.parametrize("command, writes", [
     (["quantize", "--calib", "{clip}", "--calib-count", "4", "--save-calib", "{clip}"], "--save-calib"),
-    (["quantize", "--calib", "{frames}", "--calib-count", "4", "--out", "{frames}/f0.png"], "--out"),
-    (["benchmark", "--source", "{clip}", "--frames", "2", "--json", "{clip}"], "--json"),
+    (["quantize", "--calib", "{frames}", "--calib-count", "4", "--out", "{frames}/model.onnx"], "--out"),
+    (["benchmark", "--source", "{frames}", "--frames", "2", "--json", "{frames}/bench.json"], "--json"),
     (["make-figures", "overlay", "--source", "{clip}", "--out", "{clip}"], "--out"),
     (["make-demo", "--data", "{frames}", "--out", "{frames}/demo.mp4"], "--out"),
 ])
@@ -175,6 +175,19 @@ def test_no_command_writes_over_or_into_what_it_reads(command, writes, tmp_path,
     (["benchmark", "--frames", "-1"], "--frames and --runs need at least 1"),
     (["benchmark", "--json", "{tmp}"], "is a folder"),
     (["evaluate-video", "--source", "{tmp}", "--out", "{tmp}/a-file.txt"], "is a file; give a folder"),
+    (["evaluate-video", "--source", "{tmp}", "--max-frames", "-3", "--out", "{tmp}/v"], "--max-frames must be 0"),
+    (["evaluate-video", "--source", "{tmp}", "--masks", "{tmp}/none", "--out", "{tmp}/v"], "is not a folder"),
+    (["evaluate", "--model", "m.onnx", "--out", "{tmp}/a-file.txt"], "is a file; give a folder"),
+    (["evaluate", "--model", "m.onnx", "--false-alarm-target", "-1", "--out", "{tmp}/e"], "must lie in [0, 1]"),
+    (["train", "--data", "{tmp}", "--out", "{tmp}/a-file.txt"], "is a file; give a folder"),
+    (["train", "--data", "{tmp}", "--out", "{tmp}/t", "--lr", "-1"], "--lr must be above 0"),
+    (["train", "--data", "{tmp}", "--out", "{tmp}/t", "--decoder-channels", "a,b"], "comma-separated whole"),
+    (["make-figures", "overlay", "--out", "{tmp}/o.txt"], "must end in .png"),
+    (["make-demo", "--out", "{tmp}/a-file.txt"], "must end in .mp4"),
+    (["make-demo", "--seconds", "nan", "--out", "{tmp}/d.mp4"], "--seconds at least one frame"),
+    (["make-sequence", "--data", "{tmp}", "--limit", "-1", "--out", "{tmp}/s"], "--limit must be 0"),
+    (["benchmark", "--threads", "-2"], "--threads must be 0"),
+    (["benchmark", "--json", "{tmp}/a-file.txt"], "must end in .json"),
 ])
 def test_bad_arguments_are_refused_before_any_work_in_one_line(argv, message, tmp_path, capsys):
     (tmp_path / "a-file.txt").write_text("keep")
@@ -193,3 +206,19 @@ def test_ffmpeg_says_nothing_before_a_commands_own_error(tmp_path, brightness_mo
                   "--out", str(tmp_path / "q.onnx"))
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert "text.mp4 yields no decodable frames" in proc.stderr
+
+
+
+def test_quantize_never_writes_over_the_input_models_sidecar_or_an_existing_file(tmp_path, brightness_model, capsys):
+    sidecar = brightness_model.with_suffix(".json")
+    before = sidecar.read_bytes()
+    (tmp_path / "other.onnx").write_bytes(b"someone else's model")
+    for out, message in ((sidecar, "must end in .onnx"), (tmp_path / "other.onnx", "pass --force to replace it")):
+        with pytest.raises(SystemExit) as info:
+            dispatch(["quantize", "--model", str(brightness_model), "--fp16", "--out", str(out)])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and err.count("\n") == 1 and message in err
+    assert sidecar.read_bytes() == before and (tmp_path / "other.onnx").read_bytes() == b"someone else's model"
+    assert dispatch(["quantize", "--model", str(brightness_model), "--fp16", "--out", str(tmp_path / "other.onnx"),
+                     "--force"]) == 0
+    assert (tmp_path / "other.onnx").read_bytes() != b"someone else's model"

@@ -528,6 +528,19 @@ def test_the_log_keeps_a_column_that_only_later_epochs_have(tmp_path):
     assert [r["train_negatives_above_half"] for r in rows] == ["", "7"] and rows[1]["val_dice"] == "0.6"
 
 
+def test_a_run_refused_for_its_model_data_or_resume_leaves_no_run_folder(tmp_path, capsys):
+    from polyp_live.commands import dispatch
+    data = make_dataset(tmp_path / "data", count=4)
+    (tmp_path / "bad.onnx").write_text("not a model")
+    for extra, message in ((["--model", str(tmp_path / "bad.onnx")], "is not a readable ONNX model"),
+                           (["--resume"], "--resume given but"),
+                           (["--data", str(tmp_path / "none")], "not found")):
+        argv = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--size", "64", *extra]
+        assert dispatch(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and not (tmp_path / "run").exists()
+
+
 def test_zero_epochs_is_refused_in_one_line_before_the_data_is_read(tmp_path, capsys):
     from polyp_live.commands import dispatch
     rc = dispatch(["train", "--data", str(tmp_path / "no-data"), "--out", str(tmp_path / "run"), "--epochs", "0"])

@@ -107,7 +107,7 @@ def default_entries(model: str, checkpoint: str | None) -> list[str]:
 
 
 def main(argv=None) -> int:
-    from polyp_live.arguments import command_parser, deprecated_alias, refuse_overwriting_inputs
+    from polyp_live.arguments import check_output_file, command_parser, deprecated_alias, refuse_overwriting_inputs
     p = command_parser("benchmark", __doc__)
     p.add_argument("--model", nargs="+", default=None, metavar="PATH[@BACKEND[:PRECISION]]",
                    help="models to compare, the first is the Dice reference; a bare .onnx runs on every backend "
@@ -140,9 +140,13 @@ def main(argv=None) -> int:
     for model in models:
         if not Path(model).is_file():
             p.error(f"model {model} not found; pass an .onnx or .pt file")
-    for option, value in (("--json", args.json), ("--markdown", args.markdown), ("--png", args.png)):
-        if value and Path(value).is_dir():
-            p.error(f"{option} {value} is a folder; give a file name")
+    if args.threads < 0:
+        p.error(f"--threads must be 0 (the runtime's default) or more, got {args.threads}")
+    for option, value, suffix in (("--json", args.json, ".json"), ("--markdown", args.markdown, ".md"),
+                                  ("--png", args.png, ".png")):
+        check_output_file(p, option, value, (suffix,))
+        if value:
+            Path(value).parent.mkdir(parents=True, exist_ok=True)  # found missing only after the whole run
     refuse_overwriting_inputs(p, {"--json": args.json, "--markdown": args.markdown, "--png": args.png},
                               [args.source, *models])
     if args.pipeline:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from polyp_live.arguments import command_parser
+    from polyp_live.arguments import check_output_folder, command_parser
     from polyp_live.realtime.options import persistence
     p = command_parser("evaluate", __doc__)
     p.add_argument("--model", required=True, metavar="PATH",
@@ -62,6 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         v = getattr(args, name)
         if v is not None and not 0.0 < v < 1.0:
             p.error(f"--{name.replace('_', '-')} must lie in (0, 1), got {v}")
+    if not 0.0 <= args.false_alarm_target <= 1.0:
+        p.error(f"--false-alarm-target must lie in [0, 1], got {args.false_alarm_target}")
+    check_output_folder(p, "--out", args.out)
     return args
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from polyp_live.arguments import command_parser
+    from polyp_live.arguments import check_output_folder, command_parser
     from polyp_live.realtime.options import persistence
     p = command_parser("evaluate-video", __doc__)
     p.add_argument("--source", required=True, metavar="PATH", help="video file, image folder or glob")
@@ -50,8 +50,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         parse_roi(args.roi)
     except ValueError as exc:
         p.error(str(exc))
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        p.error(f"--out {args.out} is a file; give a folder for video_eval.json")
+    check_output_folder(p, "--out", args.out)
+    if args.max_frames < 0:
+        p.error(f"--max-frames must be 0 (all) or more, got {args.max_frames}")
+    if args.masks and not Path(args.masks).is_dir():
+        p.error(f"--masks {args.masks} is not a folder; give the folder of ground-truth masks")
     return args
 
 

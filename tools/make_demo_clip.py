@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from polyp_live.arguments import command_parser, refuse_overwriting_inputs
+from polyp_live.arguments import check_output_file, command_parser, refuse_overwriting_inputs
 from polyp_live.training.dataset import DatasetError, read_pair, scan, split_stems
 
 WIDTH, HEIGHT = 1280, 720
@@ -87,8 +87,10 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=3.0, metavar="S", help="seconds per image (default 3)")
     p.add_argument("--seed", type=int, default=7, metavar="N", help="picks the images and the camera paths (default 7)")
     args = p.parse_args(argv)
-    if args.images < 1 or args.seconds <= 0 or args.negative_images < 0:
-        p.error("--images needs at least 1, --seconds more than 0 and --negative-images at least 0")
+    if args.images < 1 or not math.isfinite(args.seconds) or args.seconds * FPS < 1 or args.negative_images < 0:
+        p.error(f"--images needs at least 1, --seconds at least one frame ({1 / FPS:.3f}) and --negative-images "
+                "at least 0")
+    check_output_file(p, "--out", args.out, (".mp4",))
     refuse_overwriting_inputs(p, {"--out": args.out}, [args.data, args.negatives])
     try:
         return make_clip(args)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polyp_live.arguments import command_parser, refuse_overwriting_inputs
+from polyp_live.arguments import check_output_file, command_parser, refuse_overwriting_inputs
 
 MAX_BYTES = 300_000
 TRUTH = (255, 0, 255)        # BGR magenta: against the live overlay's green, readable with red-green blindness
@@ -290,6 +290,7 @@ def main(argv=None) -> int:
     read = [demo_clip() if source == "demo" else source, getattr(args, "model", None) or bundled_model(),
             getattr(args, "data", None), getattr(args, "negatives", None), getattr(args, "log", None)]
     refuse_overwriting_inputs(parser, {"--out": args.out}, read)
+    check_output_file(parser, "--out", args.out, (".png",))
 
     try:
         model = str(getattr(args, "model", None) or bundled_model())

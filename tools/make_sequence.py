@@ -35,6 +35,8 @@ def main(argv=None) -> int:
         p.error(f"--size must be WxH with both at least 64, got {args.size!r}")
     if args.frames_per_image < 1:
         p.error("--frames-per-image must be at least 1")
+    if args.limit < 0:
+        p.error(f"--limit must be 0 (every still) or more, got {args.limit}")
     if not args.data and not args.negatives:
         p.error("give --data, --negatives or both")
     from pathlib import Path

@@ -37,8 +37,9 @@ def build_parser():
                         "the frames is used")
     p.add_argument("--fp16", action="store_true", help="convert to FP16 instead of quantising")
     p.add_argument("--out", default=None, metavar="PATH",
-                   help="model to write (default MODEL.int8.onnx, MODEL.trt-int8.onnx or MODEL.fp16.onnx, "
-                        "beside MODEL or in the cache)")
+                   help="model to write, ending in .onnx (default MODEL.int8.onnx, MODEL.trt-int8.onnx or "
+                        "MODEL.fp16.onnx, beside MODEL or in the cache)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out (and its .json sidecar)")
     return p
 
 
@@ -70,7 +71,14 @@ def main(argv=None) -> int:
             out = Path(args.out) if args.out else artefact_path(model, f"{model.stem}.trt-int8.onnx")
         if out.resolve() == model.resolve():
             parser.error(f"--out {out} is the input model; write the result somewhere else")
-        refuse_overwriting_inputs(parser, {"--out": out, "--save-calib": args.save_calib}, [model, args.calib])
+        if args.out and out.suffix.lower() != ".onnx":
+            parser.error(f"--out {out} must end in .onnx (its sidecar is written beside it as .json)")
+        if args.out and not args.force and (out.exists() or out.with_suffix(".json").exists()):
+            parser.error(f"--out {out} (or its .json sidecar) exists; pass --force to replace it, or choose another path")
+        # The sidecar is written beside --out: neither may land on anything this run reads.
+        refuse_overwriting_inputs(parser, {"--out": out, "--out's sidecar": out.with_suffix(".json"),
+                                           "--save-calib": args.save_calib},
+                                  [model, ModelSpec.sidecar_path(model), args.calib])
         out.parent.mkdir(parents=True, exist_ok=True)
         provenance = {"source_model": model.name, "source_sha256": file_sha256(model)}
         if args.fp16:

@@ -65,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``polyp-live-serve``; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from polyp_live.arguments import check_output_folder
+    check_output_folder(parser, "--triton-repository", args.triton_repository)
     from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError, ServeError
     from polyp_live.engines.spec import ModelSpecError
 

@@ -22,7 +22,9 @@ LOSS_NAMES = ("bce_batch_dice", "bce_dice", "focal_dice", "wiou_bce")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from polyp_live.arguments import command_parser
+    import re
+
+    from polyp_live.arguments import check_output_folder, command_parser
     p = command_parser("train", __doc__)
     p.add_argument("--data", required=True, metavar="DIR", help="polyp dataset folder with images/ and masks/")
     p.add_argument("--negatives", default="", metavar="DIR",
@@ -68,7 +70,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-pretrained", action="store_true", help="random encoder initialisation")
     p.add_argument("--max-steps-per-epoch", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_output_folder(p, "--out", args.out)
+    if not args.lr > 0:
+        p.error(f"--lr must be above 0, got {args.lr}")
+    if not re.fullmatch(r"\d+(,\d+)*", args.decoder_channels):
+        p.error(f"--decoder-channels must be comma-separated whole numbers such as 128,64,32,24,16, "
+                f"got {args.decoder_channels!r}")
+    return args
 
 
 def main(argv=None) -> int:

@@ -177,7 +177,11 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
     check_config(config)
     device = config.device
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if config.init:
+        from polyp_live.engines.onnx_file import read_onnx
+        read_onnx(config.init)  # a damaged --model is reported before the data are read and cached
+    if resume and not (out / "last.pt").is_file():
+        raise FileNotFoundError(f"--resume given but {out / 'last.pt'} does not exist; drop --resume to start afresh")
     if config.threads:
         torch.set_num_threads(config.threads)
     spec = model_spec(config.size)
@@ -218,9 +222,9 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best, history = state["epoch"] + 1, state["best_score"], state["history"]
         torch.set_rng_state(state["torch_rng"])
-    elif resume:
-        raise FileNotFoundError(f"--resume given but {last_path} does not exist; drop --resume to start afresh")
 
+    # Created only now: a run refused for its data, model or settings leaves no empty run folder.
+    out.mkdir(parents=True, exist_ok=True)
     if progress:
         progress.start()
     for epoch in range(start_epoch, config.epochs):
