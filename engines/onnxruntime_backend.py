@@ -52,7 +52,7 @@ class OnnxRuntimeBackend:
         except Exception as exc:  # ORT raises its own exception types per failure
             first = str(exc).strip().splitlines()[0][:200]
             raise ModelLoadError(f"model file {path} is not a loadable ONNX model ({first}); "
-                                 "export it with tools/export_onnx.py") from None
+                                 "export it with polyp-live export") from None
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise ModelLoadError(f"model {path} has {len(inputs)} inputs; polyp-live needs one image input")

@@ -54,7 +54,7 @@ class ModelSpec:
         """Read the sidecar next to ``model_path``; errors name the file and the fix."""
         path = cls.sidecar_path(model_path)
         if not path.is_file():
-            raise ModelSpecError(f"model sidecar {path} not found; export the model with tools/export_onnx.py, "
+            raise ModelSpecError(f"model sidecar {path} not found; export the model with polyp-live export, "
                                  "which writes it")
         try:
             data = json.loads(path.read_text())

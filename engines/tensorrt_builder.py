@@ -79,7 +79,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, precision: str = "fp16"
     trt = import_tensorrt()
     onnx_path, out = Path(onnx_path), Path(out)
     if not onnx_path.is_file():
-        raise FileNotFoundError(f"ONNX model {onnx_path} not found; export one with tools/export_onnx.py")
+        raise FileNotFoundError(f"ONNX model {onnx_path} not found; export one with polyp-live export")
     spec = ModelSpec.load(onnx_path)
     meta = engine_metadata(trt, precision, spec, onnx_path)
     check_precision_supported(precision, meta)

@@ -84,4 +84,4 @@ def test_evaluate_of_a_missing_split_file_is_one_line(tmp_path, brightness_model
     rc = evaluate.main(["--model", str(brightness_model), "--data", str(polyps), "--negatives", str(free),
                         "--split", "test", "--out", str(tmp_path / "eval")])
     err = capsys.readouterr().err
-    assert rc == 2 and err.startswith("error:") and "test" in err and err.count("\n") == 1
+    assert rc == 2 and err.startswith("polyp-live evaluate: error:") and "test" in err and err.count("\n") == 1

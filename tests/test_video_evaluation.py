@@ -47,7 +47,7 @@ def test_video_evaluation_of_a_missing_source_is_one_line_and_exit_1(tmp_path, b
     rc = evaluate_video.main(["--source", str(tmp_path / "nothing"), "--model", str(brightness_model),
                               "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
-    assert rc == 1 and err.startswith("error:") and "nothing" in err and err.count("\n") == 1
+    assert rc == 1 and err.startswith("polyp-live evaluate-video: error:") and "nothing" in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
 
 

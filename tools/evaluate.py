@@ -113,7 +113,7 @@ def main(argv=None) -> int:
             if frames is not None else None
     except (DatasetError, ModelLoadError, ModelSpecError, BackendUnavailableError, FileNotFoundError, ValueError) as exc:
         # On stderr, apart from the tables: a script reading the report never mistakes it for results.
-        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"polyp-live evaluate: [red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
 
     table = Table(title=escape(f"{args.model} on {args.split} ({summary['images']} polyp images, pixel threshold "

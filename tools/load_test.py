@@ -244,7 +244,7 @@ def main(argv=None) -> int:
             for image in images[:3]:  # warm-up: first requests pay for connection set-up and allocation
                 probe.infer(image)
     except (ValueError, FileNotFoundError, BackendUnavailableError) as exc:
-        print(f"load_test: error: {exc}", file=sys.stderr)
+        print(f"polyp-live load-test: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ValueError) else 1
 
     steps = []

@@ -41,7 +41,7 @@ def main(argv=None) -> int:
         p.error("give --data, --negatives or both")
     from pathlib import Path
     if Path(args.out).exists():
-        print(f"make-sequence: error: {args.out} exists; choose a new folder (nothing is overwritten)", file=sys.stderr)
+        print(f"polyp-live make-sequence: error: {args.out} exists; choose a new folder (nothing is overwritten)", file=sys.stderr)
         return 2
 
     from polyp_live.training.dataset import DatasetError
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
                               args.data or None, args.negatives or None, args.split, args.limit)
     except (DatasetError, ValueError) as exc:
         shutil.rmtree(partial, ignore_errors=True)
-        print(f"make-sequence: error: {exc}", file=sys.stderr)
+        print(f"polyp-live make-sequence: error: {exc}", file=sys.stderr)
         return 2
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)

@@ -120,7 +120,7 @@ def main(argv=None) -> int:
                 progress.stop()
     except (DatasetError, InputShapeError, CheckpointError, WarmStartError, ModelLoadError, FileNotFoundError,
             ValueError) as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        console.print(f"polyp-live train: [red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted; the last completed epoch is in last.pt, continue with --resume")
