@@ -28,6 +28,19 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpe
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
+def read_whole_image(path: Path) -> np.ndarray | None:
+    """The BGR image in ``path``, or None when it cannot be decoded or is cut short.
+
+    libjpeg decodes a truncated JPEG with a warning and fills the missing rows with grey: a frame
+    part invented. A JPEG whose end-of-image marker is missing from its last bytes is taken as
+    damaged instead (every one of the 2635 JPEGs of the project's datasets has it there).
+    """
+    data = np.fromfile(str(path), np.uint8)
+    if path.suffix.lower() in (".jpg", ".jpeg") and b"\xff\xd9" not in data[-64:].tobytes():
+        return None
+    return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+
+
 class ImageSequenceSource(FrameSource):
     """A folder, a glob or a single file of images in name order, delivered at ``fps``.
 
@@ -65,7 +78,7 @@ class ImageSequenceSource(FrameSource):
         while self._next < len(self.files):
             path = self.files[self._next]
             self._next += 1
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            image = read_whole_image(path)
             if image is not None:
                 self._delivered += 1
                 self.last_index, self.last_name = self._next - 1, path.stem

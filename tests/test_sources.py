@@ -281,3 +281,19 @@ def test_sigterm_while_a_stream_is_opening_stops_at_once_with_143(tmp_path, brig
         proc.kill()
     assert proc.returncode == 143, err
     assert "stopped by SIGTERM" in err and "Traceback" not in err and "error" not in err
+
+
+def test_a_truncated_jpeg_is_a_damaged_frame_not_a_frame_with_invented_grey_rows(tmp_path):
+    from polyp_live.realtime.sources import ImageSequenceSource
+    image = np.random.default_rng(3).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    data = cv2.imencode(".jpg", image)[1].tobytes()
+    (tmp_path / "a.jpg").write_bytes(data)
+    (tmp_path / "b.jpg").write_bytes(data[: len(data) // 2])  # libjpeg would decode it, bottom half grey
+    (tmp_path / "c.jpg").write_bytes(data)
+    source = ImageSequenceSource(str(tmp_path))
+    with source:
+        names = []
+        while (frame := source.read()) is not None:
+            names.append(source.last_name)
+            assert frame.shape == (120, 160, 3)
+    assert names == ["a", "c"] and source.corrupt_frames == 1
