@@ -28,8 +28,8 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpe
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-def read_whole_image(path: Path) -> np.ndarray | None:
-    """The BGR image in ``path``, or None when it cannot be decoded or is cut short.
+def read_whole_image(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:
+    """The image in ``path`` (BGR, or as ``flags`` asks), or None when it cannot be decoded or is cut short.
 
     libjpeg decodes a truncated JPEG with a warning and fills the missing rows with grey: a frame
     part invented. A JPEG whose end-of-image marker is missing from its last bytes is taken as
@@ -38,7 +38,7 @@ def read_whole_image(path: Path) -> np.ndarray | None:
     data = np.fromfile(str(path), np.uint8)
     if path.suffix.lower() in (".jpg", ".jpeg") and b"\xff\xd9" not in data[-64:].tobytes():
         return None
-    return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    return cv2.imdecode(data, flags) if data.size else None
 
 
 class ImageSequenceSource(FrameSource):

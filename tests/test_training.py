@@ -201,6 +201,12 @@ def test_unreadable_image(tmp_path):
     (data / "images" / "s00.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(DatasetError, match=r"cannot decode image .*s00.jpg"):
         load_split(data, "train", model_spec(64), None)
+    # A JPEG cut short decodes in libjpeg with grey rows: refused too, not learnt from.
+    whole = (data / "images" / "s01.jpg").read_bytes()
+    (data / "images" / "s00.jpg").write_bytes(whole)
+    (data / "images" / "s01.jpg").write_bytes(whole[: len(whole) * 2 // 3])
+    with pytest.raises(DatasetError, match=r"cannot decode image .*s01.jpg \(damaged or cut short\)"):
+        load_split(data, "train", model_spec(64), None)
 
 
 def test_empty_folder(tmp_path):

@@ -24,6 +24,7 @@ import numpy as np
 from polyp_live.engines.preprocess import resize_for_model
 from polyp_live.engines.spec import ModelSpec
 from polyp_live.realtime.config import RoiConfig
+from polyp_live.realtime.sources import read_whole_image
 from polyp_live.realtime.roi import detect_fov
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -107,14 +108,15 @@ def split_stems(root: str | Path, split: str, samples: dict[str, Sample],
 
 def read_pair(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     """Decode one image (BGR uint8) and its mask (bool, binarised at 128); sizes must match."""
-    image = cv2.imread(str(sample.image), cv2.IMREAD_COLOR)
+    # The live path's reader: a JPEG cut short is refused, not trained on with invented grey rows.
+    image = read_whole_image(Path(sample.image))
     if image is None:
-        raise DatasetError(f"cannot decode image {sample.image}; replace or remove it")
+        raise DatasetError(f"cannot decode image {sample.image} (damaged or cut short); replace or remove it")
     if sample.mask is None:
         return image, np.zeros(image.shape[:2], bool)
-    mask = cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE)
+    mask = read_whole_image(Path(sample.mask), cv2.IMREAD_GRAYSCALE)
     if mask is None:
-        raise DatasetError(f"cannot decode mask {sample.mask}; replace or remove it")
+        raise DatasetError(f"cannot decode mask {sample.mask} (damaged or cut short); replace or remove it")
     if mask.shape != image.shape[:2]:
         raise DatasetError(f"mask {sample.mask} is {mask.shape[1]}x{mask.shape[0]} but its image is "
                            f"{image.shape[1]}x{image.shape[0]}; masks must match their images")
