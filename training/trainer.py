@@ -177,11 +177,13 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
     check_config(config)
     device = config.device
     out = Path(config.out)
-    if config.init:
+    last_path = out / "last.pt"
+    if resume and not last_path.is_file():
+        raise FileNotFoundError(f"--resume given but {last_path} does not exist; drop --resume to start afresh")
+    init_model = None
+    if config.init and not resume:
         from polyp_live.engines.onnx_file import read_onnx
-        read_onnx(config.init)  # a damaged --model is reported before the data are read and cached
-    if resume and not (out / "last.pt").is_file():
-        raise FileNotFoundError(f"--resume given but {out / 'last.pt'} does not exist; drop --resume to start afresh")
+        init_model = read_onnx(config.init)  # read once, before the data: a damaged --model is found first
     if config.threads:
         torch.set_num_threads(config.threads)
     spec = model_spec(config.size)
@@ -200,11 +202,10 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
     model = build_model(config)
-    last_path = out / "last.pt"
-    if config.init and not (resume and last_path.is_file()):
+    if init_model is not None:
         from polyp_live.training.warm_start import load_folded_onnx
         calib = np.stack([normalize(im, spec) for im in train_x[:32]])
-        load_folded_onnx(model, config.init, calib)
+        load_folded_onnx(model, init_model, calib)
     model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_x) / n_pos)

@@ -45,12 +45,13 @@ def _conv_call_order(model: nn.Module, example: torch.Tensor) -> list[tuple[str,
     return pairs
 
 
-def load_folded_onnx(model: nn.Module, onnx_path: str | Path, calibration: np.ndarray | torch.Tensor) -> int:
+def load_folded_onnx(model: nn.Module, onnx_path, calibration: np.ndarray | torch.Tensor) -> int:
     """Copy an exported model's weights into ``model`` (eval-mode equivalent) and re-centre its BatchNorms.
 
     Args:
         model: the torch UNet++ of the same architecture (encoder, decoder widths, ASPP).
-        onnx_path: the exported model (``tools/export_onnx.py`` output).
+        onnx_path: the exported model (``polyp-live export`` output): its path, or the ``onnx.ModelProto``
+            a caller has already read (the trainer reads it first to check it).
         calibration: normalised training images, N x 3 x H x W float32, for the BatchNorm statistics.
 
     Returns:
@@ -59,7 +60,7 @@ def load_folded_onnx(model: nn.Module, onnx_path: str | Path, calibration: np.nd
     """
     from onnx import numpy_helper
 
-    graph = read_onnx(onnx_path).graph
+    graph = (onnx_path if hasattr(onnx_path, "graph") else read_onnx(onnx_path)).graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     onnx_convs = [n for n in graph.node if n.op_type == "Conv"]
     x = torch.as_tensor(np.asarray(calibration, np.float32))
