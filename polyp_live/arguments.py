@@ -30,6 +30,11 @@ class OneLineErrorParser(argparse.ArgumentParser):
 def command_parser(command: str, description: str | None) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` for ``polyp-live COMMAND`` with the shared formatting and ``--version``."""
     from polyp_live import __version__
+    from polyp_live.realtime.options import quiet_native_logs
+    # Here, not in one entry point: `polyp-live X` and `python tools/X.py` both build this parser. FFmpeg's
+    # and OpenCV's own lines ("moov atom not found") would otherwise precede the command's one-line
+    # error about the same file; polyp-live --verbose turns them back on after parsing.
+    quiet_native_logs(verbose=False)
     prog = f"polyp-live {command}" if command else "polyp-live"
     parser = OneLineErrorParser(prog=prog, description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

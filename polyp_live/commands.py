@@ -86,10 +86,6 @@ def run(command: str, argv: list[str]) -> int:
     spec = COMMANDS[command]
     saved = list(sys.argv)
     sys.argv[:1] = [f"polyp-live {command}"]  # argparse's default prog: usage lines name the subcommand
-    # FFmpeg's and OpenCV's own log lines ("moov atom not found") would come before the command's
-    # one-line error about the same file; the live product silences them the same way.
-    from polyp_live.realtime.options import quiet_native_logs
-    quiet_native_logs(verbose=False)
     try:
         module = importlib.import_module(spec.module)
         code = module.main(argv)
