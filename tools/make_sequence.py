@@ -55,13 +55,12 @@ def main(argv=None) -> int:
     try:
         meta = write_sequence(partial, SequenceSpec(width, height, args.frames_per_image, args.seed),
                               args.data or None, args.negatives or None, args.split, args.limit)
-    except (DatasetError, ValueError) as exc:
+    except BaseException as exc:  # an interrupt too: nothing half written stays
         shutil.rmtree(partial, ignore_errors=True)
+        if not isinstance(exc, (DatasetError, ValueError)):
+            raise
         print(f"polyp-live make-sequence: error: {exc}", file=sys.stderr)
         return 2
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     partial.rename(out)
     kinds = [s["kind"] for s in meta["stills"]]
     print(f"{meta['frames']} frames from {kinds.count('polyp')} polyp and {kinds.count('polyp-free')} polyp-free "
