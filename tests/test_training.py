@@ -586,3 +586,31 @@ def test_training_on_cuda_with_both_minings_resumes_and_leaves_a_checkpoint_the_
     with torch.no_grad():
         out = model(torch.zeros(1, 3, 64, 64))
     assert out.shape[-2:] == (64, 64) and torch.isfinite(out).all()
+
+
+def test_external_sets_are_scored_each_epoch_and_join_the_checkpoint_choice(tmp_path):
+    from test_external_validation import write_labelled, write_masked
+    from polyp_live.training.trainer import checkpoint_score
+    data, negatives = make_dataset(tmp_path / "data"), make_negatives(tmp_path / "neg")
+    external = tmp_path / "external"
+    write_masked(external / "db", [[245, 245], [245]])
+    write_labelled(external / "c9", [245, 245], [None, 245, None])
+    settings = dict(negatives=str(negatives), negatives_per_batch=2, epochs=2, max_steps_per_epoch=2, lr=3e-3,
+                    external=str(external), external_every=1, keep_epochs=True, style_mix=0.5)
+    rows = train(tiny_config(data, tmp_path / "whole", **settings))["history"]
+    for row in rows:
+        assert 0.0 <= row["ext_db_dice"] <= 1.0 and 0.0 <= row["ext_c9_area"] <= 1.0
+        mine = row["val_dice"] - row["val_false_alarm"]
+        assert row["val_score"] == pytest.approx((mine + row["ext_db_dice"] + row["ext_c9_area"]) / 3)
+    assert checkpoint_score({"score": 0.4}, {}) == 0.4
+    # Every epoch's weights are kept, and best.pt is the epoch with the highest combined score.
+    kept = sorted(p.name for p in (tmp_path / "whole").glob("epoch_*.pt"))
+    assert kept == ["epoch_001.pt", "epoch_002.pt"]
+    best = torch.load(tmp_path / "whole" / "best.pt", weights_only=True)
+    assert best["epoch"] + 1 == max(rows, key=lambda r: r["val_score"])["epoch"]
+    with open(tmp_path / "whole" / "log.csv") as fh:
+        assert {"ext_db_dice", "ext_c9_area"} <= set(next(csv.DictReader(fh)))
+    # Restyling draws from its own share of the per-epoch stream, so a resumed run still matches.
+    assert_resumed_run_matches(data, tmp_path, settings)
+    with pytest.raises(ValueError, match="style mix share must lie in"):
+        train(tiny_config(data, tmp_path / "bad", style_mix=2.0))

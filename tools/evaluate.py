@@ -47,6 +47,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--false-alarm-target", type=float, default=0.005, metavar="F",
                    help="false-alarm rate allowed on the polyp-free val frames when choosing the operating "
                         "point (default 0.005, the bundled model's)")
+    p.add_argument("--external", default="", metavar="DIR",
+                   help="also score external validation sets (frames from other hospitals, e.g. "
+                        "../shared/data/external-val): masked sets give Dice and per-sequence first-shown and "
+                        "coverage through the live path, labelled sets the detection-vs-false-alarm curve")
+    p.add_argument("--external-false-alarm-target", type=float, default=0.02, metavar="F",
+                   help="with --external and --choose-operating-point: false-alarm rate allowed on each external "
+                        "set's polyp-free frames as well (default 0.02)")
     p.add_argument("--persistence", type=persistence, default=None, metavar="K/N",
                    help="with --update-sidecar: store this persistence (alert after K of the last N frames)")
     p.add_argument("--update-sidecar", action="store_true",
@@ -62,8 +69,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         v = getattr(args, name)
         if v is not None and not 0.0 < v < 1.0:
             p.error(f"--{name.replace('_', '-')} must lie in (0, 1), got {v}")
-    if not 0.0 <= args.false_alarm_target <= 1.0:
-        p.error(f"--false-alarm-target must lie in [0, 1], got {args.false_alarm_target}")
+    for name in ("false_alarm_target", "external_false_alarm_target"):
+        v = getattr(args, name)
+        if not 0.0 <= v <= 1.0:
+            p.error(f"--{name.replace('_', '-')} must lie in [0, 1], got {v}")
+    if args.external and not Path(args.external).is_dir():
+        p.error(f"--external {args.external} is not a folder; give the folder that holds the external sets "
+                "(for example ../shared/data/external-val)")
     check_output_folder(p, "--out", args.out)
     return args
 
@@ -82,6 +94,9 @@ def main(argv=None) -> int:
         from polyp_live.realtime.decision import DecisionConfig
         from polyp_live.training.dataset import DatasetError
         from polyp_live.training.evaluation import evaluate, write_reports
+        from polyp_live.training.external_validation import (evaluate_external, find_external_sets, score_labelled,
+                                                              write_external_report, LabelledSet)
+        from polyp_live.training.video_evaluation import default_variants
         from polyp_live.training.frame_evaluation import choose_operating_point, score_frames, write_frame_report
         from polyp_live.training.metrics import METRICS
     except ImportError as exc:
@@ -98,19 +113,32 @@ def main(argv=None) -> int:
         min_area = args.min_area_fraction
         if min_area is None:
             min_area = stored.min_area_fraction if "decision" in spec.info else 0.002
+        external_sets = find_external_sets(args.external) if args.external else []  # layout errors first
         with Progress(console=console, transient=True) as progress:
             frames = None
             if args.negatives:
                 frames = score_frames(backend, args.data, args.negatives, args.split, threshold, min_area, progress)
-            point = choose_operating_point(frames, args.false_alarm_target, args.split) \
-                if frames is not None and args.choose_operating_point else None
+            point = None
+            if frames is not None and args.choose_operating_point:
+                # Polyp-free frames of other hospitals bound the choice too (their polyp frames do not).
+                others = {s.name: score_labelled(backend, s, threshold, min_area, progress).free_scores
+                          for s in external_sets if isinstance(s, LabelledSet)}
+                point = choose_operating_point(frames, args.false_alarm_target, args.split, others,
+                                               args.external_false_alarm_target)
             score_threshold = args.score_threshold if args.score_threshold is not None else (
                 point.score_threshold if point else stored.score_threshold)
             decision = DecisionConfig(score_threshold, min_area, 1, 1)
             result, kept = evaluate(backend, args.data, args.split, threshold, args.sweep, progress, decision)
+            external = None
+            if external_sets:
+                live_decision = DecisionConfig(score_threshold, min_area, *(args.persistence or (stored.k, stored.n)))
+                external = evaluate_external(backend, external_sets, threshold, live_decision,
+                                             default_variants(["confidence"]), progress=progress)
         summary = write_reports(result, kept, args.out, args.model)
         frame_summary = write_frame_report(frames, point, args.out, args.split, args.model, score_threshold) \
             if frames is not None else None
+        if external is not None:
+            write_external_report(*external, args.out, args.model, score_threshold)
     except (DatasetError, ModelLoadError, ModelSpecError, BackendUnavailableError, FileNotFoundError, ValueError) as exc:
         # On stderr, apart from the tables: a script reading the report never mistakes it for results.
         Console(stderr=True).print(f"polyp-live evaluate: [red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
@@ -135,20 +163,50 @@ def main(argv=None) -> int:
                       f"{at['false_alarms']}/{at['polyp_free_frames']} polyp-free frames "
                       f"({100 * at['false_alarm_rate']:.1f} %)")
         if point is not None:
-            console.print(f"chosen operating point on {args.split}: score threshold {point.score_threshold:.3f} "
+            console.print(f"chosen operating point on {point.chosen_on}: score threshold {point.score_threshold:.3f} "
                           f"(false-alarm target {args.false_alarm_target:.3f})")
+    if external is not None:
+        print_external(console, external[0])
     if args.update_sidecar:
         info = dict(spec.info)
         k, n = args.persistence or (stored.k, stored.n)
         info["decision"] = {"score_threshold": score_threshold, "min_area_fraction": min_area, "k": k, "n": n,
                             "chosen_on": f"{args.split} splits of {Path(args.data).name} and "
-                                         f"{Path(args.negatives).name}",
+                                         f"{Path(args.negatives).name}" + (
+                                             f" and the polyp-free frames of {', '.join(point.chosen_on.split(' + ')[1:])}"
+                                             if point and " + " in point.chosen_on else ""),
                             "false_alarm_target": args.false_alarm_target if point else None}
+        if point and " + " in point.chosen_on:
+            info["decision"]["external_false_alarm_target"] = args.external_false_alarm_target
         new = ModelSpec(**{**asdict(spec), "threshold": threshold, "info": info})
         path = new.save(args.model)
         console.print(f"operating point written to {escape(str(path))}")
     console.print(f"reports in {escape(args.out)}")
     return 0
+
+
+def print_external(console, summary: dict) -> None:
+    """One line per external set: what an endoscopist in that hospital would get."""
+    from rich.markup import escape
+    for name, entry in summary.items():
+        if entry["kind"] == "masks":
+            still = entry["still"]
+            parts = [f"{name}: still Dice {still['dice']:.3f} (polyp shown on {100 * still['shown_rate']:.0f} %)"]
+            for variant, live in entry["live"].items():
+                parts.append(f"live {variant} ({live['persistence']}): Dice {live['dice']:.3f}, shown "
+                             f"{100 * live['shown_rate']:.0f} %, {live['sequences_shown_within_3_frames']}/"
+                             f"{live['sequences']} sequences shown within 3 frames, "
+                             f"{live['sequences_never_shown']} never")
+        else:
+            at, two = entry["at_operating_point"], entry["at_2_percent_false_alarms"]
+            parts = [f"{name}: curve area {entry['curve_area']:.3f}; at the operating point {at['detected']}/"
+                     f"{at['polyp_frames']} polyp frames ({100 * at['detection_rate']:.0f} %), false alarms on "
+                     f"{at['false_alarms']}/{at['polyp_free_frames']} ({100 * at['false_alarm_rate']:.1f} %); "
+                     f"{100 * two['detection_rate']:.0f} % found at 2 % false alarms"]
+            for variant, live in entry["live_polyp_free"].items():
+                parts.append(f"live {variant} ({live['persistence']}) on the polyp-free sequences: "
+                             f"{100 * live['false_alarm_rate']:.1f} % of frames alarmed")
+        console.print(escape("; ".join(parts)), highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", metavar="DEV", help="torch device: cpu (default), cuda, cuda:1")
     p.add_argument("--cache", default="", metavar="DIR",
                    help="resized-image cache (default OUT/../cache; tens of MB, copy it to a GPU machine)")
+    p.add_argument("--external", default="", metavar="DIR",
+                   help="external validation sets (frames from other hospitals, e.g. ../shared/data/external-val): "
+                        "scored at each validation and part of the best checkpoint's choice; never trained on")
+    p.add_argument("--external-every", type=int, default=2, metavar="N",
+                   help="score every N-th frame of each external set (default 2: a cheap subsample)")
+    p.add_argument("--style-mix", type=float, default=0.0, metavar="F",
+                   help="give this share of training images the look (Fourier low band or Lab colour statistics) of a "
+                        "random training frame of either set, so colour cannot tell polyp frames from polyp-free "
+                        "ones (default 0: off)")
+    p.add_argument("--keep-epochs", action="store_true",
+                   help="also keep each epoch's weights as OUT/epoch_NNN.pt (for choosing and weight averaging)")
     p.add_argument("--encoder", default="efficientnet-lite0", choices=ENCODER_NAMES)
     p.add_argument("--size", type=int, default=256, metavar="N", help="square input side, a multiple of 32 (default 256)")
     p.add_argument("--decoder-channels", default="128,64,32,24,16", metavar="LIST",
@@ -74,6 +85,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     check_output_folder(p, "--out", args.out)
     if not args.lr > 0:
         p.error(f"--lr must be above 0, got {args.lr}")
+    if args.external_every < 1:
+        p.error(f"--external-every must be 1 or more, got {args.external_every}")
     if not re.fullmatch(r"\d+(,\d+)*", args.decoder_channels):
         p.error(f"--decoder-channels must be comma-separated whole numbers such as 128,64,32,24,16, "
                 f"got {args.decoder_channels!r}")
@@ -108,7 +121,8 @@ def main(argv=None) -> int:
             negatives=args.negatives, negatives_per_batch=args.negatives_per_batch,
             negative_peak_weight=args.negative_peak_weight, polyp_core_weight=args.polyp_core_weight,
             negative_mining=args.negative_mining, polyp_mining=args.polyp_mining, init=args.model,
-            freeze_batchnorm=args.freeze_batchnorm,
+            freeze_batchnorm=args.freeze_batchnorm, external=args.external, external_every=args.external_every,
+            keep_epochs=args.keep_epochs, style_mix=args.style_mix,
             device=args.device, cache=args.cache)
         # train() opens the display when the first epoch starts: an error before it prints alone.
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

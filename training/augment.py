@@ -102,8 +102,76 @@ def _motion_blur(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cv2.filter2D(image, -1, kernel / max(kernel.sum(), 1e-6))
 
 
-def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Randomly transform a BGR uint8 image and its 0/1 mask together; returns new arrays."""
+def fourier_style(image: np.ndarray, style: np.ndarray, beta: float, weight: float = 1.0) -> np.ndarray:
+    """``image`` with the low-frequency Fourier amplitude of ``style`` mixed in (FDA, Yang & Soatto, CVPR 2020).
+
+    The centred ``2 * beta * side`` square of each channel's amplitude spectrum (overall colour,
+    illumination fall-off, haze) is moved ``weight`` of the way to ``style``'s; the phase, which
+    carries edges and shapes (the polyp), is kept. Both images share one size.
+    """
+    if image.shape != style.shape:
+        raise ValueError(f"style {style.shape} and image {image.shape} differ in shape")
+    h, w = image.shape[:2]
+    src = np.fft.fft2(image.astype(np.float32), axes=(0, 1))
+    ref = np.fft.fft2(style.astype(np.float32), axes=(0, 1))
+    amp, phase = np.abs(src), np.angle(src)
+    amp_ref = np.abs(ref)
+    amp, amp_ref = np.fft.fftshift(amp, axes=(0, 1)), np.fft.fftshift(amp_ref, axes=(0, 1))
+    bh, bw = max(1, int(beta * h)), max(1, int(beta * w))
+    cy, cx = h // 2, w // 2
+    window = (slice(cy - bh, cy + bh + 1), slice(cx - bw, cx + bw + 1))
+    amp[window] = (1 - weight) * amp[window] + weight * amp_ref[window]
+    amp = np.fft.ifftshift(amp, axes=(0, 1))
+    out = np.real(np.fft.ifft2(amp * np.exp(1j * phase), axes=(0, 1)))
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def colour_transfer(image: np.ndarray, style: np.ndarray, weight: float = 1.0) -> np.ndarray:
+    """``image`` with its per-channel Lab mean and spread moved ``weight`` of the way to ``style``'s (Reinhard et al. 2001)."""
+    src = cv2.cvtColor(image, cv2.COLOR_BGR2LAB).astype(np.float32)
+    ref = cv2.cvtColor(style, cv2.COLOR_BGR2LAB).astype(np.float32)
+    # Statistics of the lit area only: black margins and boxes would drag both means to black.
+    lit_src, lit_ref = src[..., 0] > 20, ref[..., 0] > 20
+    if lit_src.sum() < 64 or lit_ref.sum() < 64:
+        return image
+    m_s, s_s = src[lit_src].mean(0), src[lit_src].std(0) + 1e-3
+    m_r, s_r = ref[lit_ref].mean(0), ref[lit_ref].std(0) + 1e-3
+    target_m, target_s = (1 - weight) * m_s + weight * m_r, (1 - weight) * s_s + weight * s_r
+    out = (src - m_s) / s_s * target_s + target_m
+    out[~lit_src] = src[~lit_src]
+    return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2BGR)
+
+
+def restyle(image: np.ndarray, styles: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Give ``image`` the look of a random frame of ``styles`` (its Fourier low band or its Lab colour
+    statistics), or, one time in five, drain its colour to between none and a third of it.
+
+    With styles drawn from both the polyp set and the polyp-free set, colour and illumination stop
+    telling the two apart, so the model cannot learn one hospital's look of "polyp" and "no polyp";
+    the drained frames stand for processors that show little or no colour (some archives are grey).
+    """
+    u = rng.random()
+    if u < 0.2:
+        grey = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR).astype(np.float32)
+        keep = float(rng.uniform(0.0, 0.33))
+        return np.clip(grey + keep * (image.astype(np.float32) - grey), 0, 255).astype(np.uint8)
+    style = styles[int(rng.integers(len(styles)))]
+    if style.shape != image.shape:
+        style = cv2.resize(style, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+    if u < 0.6:
+        return fourier_style(image, style, float(rng.uniform(0.003, 0.015)), float(rng.uniform(0.5, 1.0)))
+    return colour_transfer(image, style, float(rng.uniform(0.5, 1.0)))
+
+
+def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, styles: np.ndarray | None = None,
+            style_probability: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Randomly transform a BGR uint8 image and its 0/1 mask together; returns new arrays.
+
+    With ``styles`` (model-size BGR frames), ``style_probability`` of the images first take the look
+    of one of them (:func:`restyle`).
+    """
+    if styles is not None and len(styles) and rng.random() < style_probability:
+        image = restyle(image, styles, rng)
     # The guide-box cue first, where real frames carry it (before the geometry moves it).
     u = rng.random()
     if u < 0.45:

@@ -142,13 +142,29 @@ def sweep(scores: FrameScores) -> list[dict]:
     return rows
 
 
-def choose_operating_point(scores: FrameScores, false_alarm_target: float, split: str) -> OperatingPoint:
-    """The lowest swept threshold whose false-alarm rate is within ``false_alarm_target`` (most polyps kept)."""
+def choose_operating_point(scores: FrameScores, false_alarm_target: float, split: str,
+                           other_negatives: dict[str, np.ndarray] | None = None,
+                           other_target: float | None = None) -> OperatingPoint:
+    """The lowest swept threshold whose false-alarm rate is within ``false_alarm_target`` (most polyps kept).
+
+    With ``other_negatives`` (name -> single-frame scores of polyp-free frames from other hospitals),
+    the threshold must also keep each of those sets' false-alarm rates within ``other_target``
+    (default ``false_alarm_target``): a point that is quiet only in the training hospital is not chosen.
+    """
     rows = sweep(scores)
-    within = [r for r in rows if r["false_alarm_rate"] <= false_alarm_target]
+    others = other_negatives or {}
+    limit = false_alarm_target if other_target is None else other_target
+
+    def quiet(row: dict) -> bool:
+        t = row["score_threshold"]
+        return row["false_alarm_rate"] <= false_alarm_target and all(
+            float(np.mean(np.asarray(v) >= t)) <= limit for v in others.values() if len(v))
+
+    within = [r for r in rows if quiet(r)]
     pick = within[0] if within else rows[-1]
+    chosen_on = split if not others else f"{split} + {', '.join(others)}"
     return OperatingPoint(pick["score_threshold"], scores.min_area_fraction, pick["detection_rate"],
-                          pick["localised_detection_rate"], pick["false_alarm_rate"], false_alarm_target, split)
+                          pick["localised_detection_rate"], pick["false_alarm_rate"], false_alarm_target, chosen_on)
 
 
 def at_threshold(scores: FrameScores, threshold: float) -> dict[str, float]:

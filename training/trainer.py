@@ -27,6 +27,7 @@ from polyp_live.engines.spec import ModelSpec
 from polyp_live.realtime.decision import candidate_score
 from polyp_live.training.augment import augment
 from polyp_live.training.dataset import load_split
+from polyp_live.training.external_validation import curve_area, load_external_arrays
 from polyp_live.training.losses import negative_peak_loss, polyp_core_loss, segmentation_loss
 from polyp_live.training.metrics import MetricAccumulator
 from polyp_live.training.mining import check_mining_share, mined_schedule, polyp_hardness
@@ -62,6 +63,10 @@ class TrainConfig:
     init: str = ""                # start from an exported ONNX model (fine-tuning), "" for the encoder's weights
     device: str = "cpu"
     cache: str = ""               # resized-image cache folder; "" = OUT/../cache
+    external: str = ""            # external validation sets (other hospitals) scored at each validation; "" for none
+    external_every: int = 2       # score every N-th frame of each external set (a cheap subsample)
+    style_mix: float = 0.0        # share of training images restyled as a random training frame of either set
+    keep_epochs: bool = False     # also keep every epoch's weights as epoch_NNN.pt (for choosing and averaging)
 
 
 # A polyp-free validation frame is a false alarm when any region of at least this fraction of the
@@ -130,6 +135,36 @@ def validate(model: torch.nn.Module, images: np.ndarray, masks: np.ndarray, spec
     return {"dice": dice, "false_alarm": false_alarm, "score": dice - false_alarm}
 
 
+def validate_external(model: torch.nn.Module, external, spec: ModelSpec, batch_size: int = 8,
+                      device: str = "cpu") -> dict[str, float]:
+    """Figures on other hospitals' frames: Dice at 0.5 per masked set, curve area per labelled set.
+
+    A labelled set's frames are scored by the single-frame candidate score (peak of the best region
+    of at least :data:`FALSE_ALARM_MIN_AREA` at pixel threshold 0.5), as the presence decision scores them.
+    """
+    out = {}
+    for name, (images, masks) in external.masked.items():
+        acc = MetricAccumulator()
+        for p, m in zip(predict_batches(model, images, spec, batch_size, device), masks):
+            acc.add(p >= 0.5, m.astype(bool))
+        out[f"ext_{name}_dice"] = float(acc.mean()["dice"])
+    for name, (polyp, free) in external.labelled.items():
+        scores = [np.array([candidate_score(p, p >= 0.5, FALSE_ALARM_MIN_AREA)
+                            for p in predict_batches(model, images, spec, batch_size, device)])
+                  for images in (polyp, free)]
+        out[f"ext_{name}_area"] = curve_area(*scores)
+    return out
+
+
+def checkpoint_score(val: dict[str, float], external: dict[str, float]) -> float:
+    """What the best checkpoint maximises: ``val Dice - val false alarms`` alone, or with external
+    sets the mean of it and every external figure (each set's Dice or curve area), so that a
+    checkpoint that learns the training hospital at the cost of the others does not win."""
+    if not external:
+        return val["score"]
+    return float(np.mean([val["score"], *external.values()]))
+
+
 def set_training_mode(model: torch.nn.Module, freeze_batchnorm: bool) -> None:
     """Train mode; with ``freeze_batchnorm`` every BatchNorm keeps normalising by its stored statistics.
 
@@ -160,6 +195,10 @@ def check_config(config: TrainConfig) -> None:
             raise ValueError(f"{name} weight must be >= 0, got {weight}")
     check_mining_share(config.negative_mining)
     check_mining_share(config.polyp_mining, "polyp")
+    if not 0.0 <= config.style_mix <= 1.0:
+        raise ValueError(f"style mix share must lie in [0, 1], got {config.style_mix}")
+    if config.external_every < 1:
+        raise ValueError(f"external subsample step must be 1 or more, got {config.external_every}")
     if config.negatives and not 0 <= config.negatives_per_batch < config.batch_size:
         raise ValueError(f"negatives per batch must lie in [0, {config.batch_size - 1}] for batch size "
                          f"{config.batch_size}, got {config.negatives_per_batch}")
@@ -195,7 +234,13 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
     if config.negatives:
         _, neg_train, _ = load_split(config.negatives, "train", spec, cache, seed=config.seed, negatives=True)
         _, neg_val, _ = load_split(config.negatives, "val", spec, cache, seed=config.seed, negatives=True)
+    external = None
+    if config.external:
+        external = load_external_arrays(config.external, spec, config.external_every)
     n_neg = config.negatives_per_batch if neg_train is not None else 0
+    # Styles come from the training splits of both sets only: never from validation or external frames.
+    styles = (np.concatenate([train_x] + ([neg_train] if neg_train is not None else []))
+              if config.style_mix else None)
     n_pos = config.batch_size - n_neg
 
     random.seed(config.seed)
@@ -251,11 +296,12 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
         t0, losses = time.time(), []
         task = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps_per_epoch) if progress else None
         for step in range(steps_per_epoch):
-            pairs = [augment(train_x[i], train_y[i], rng) for i in order[step * n_pos:(step + 1) * n_pos]]
+            pairs = [augment(train_x[i], train_y[i], rng, styles, config.style_mix)
+                     for i in order[step * n_pos:(step + 1) * n_pos]]
             if n_neg:
                 picks = neg_order[step * n_neg:(step + 1) * n_neg]
                 empty = np.zeros(train_y.shape[1:], np.uint8)
-                pairs += [augment(neg_train[i], empty, rng) for i in picks]
+                pairs += [augment(neg_train[i], empty, rng, styles, config.style_mix) for i in picks]
             x, y = to_batch(np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), spec, device)
             outputs = model(x)
             outputs = outputs if isinstance(outputs, list) else [outputs]
@@ -274,8 +320,10 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
             if progress:
                 progress.update(task, advance=1, description=f"epoch {epoch + 1}/{config.epochs} loss {np.mean(losses):.4f}")
         val = validate(model, val_x, val_y, spec, negatives=neg_val, device=device)
+        ext = validate_external(model, external, spec, device=device) if external is not None else {}
+        score = checkpoint_score(val, ext)
         row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_dice": val["dice"],
-               "val_false_alarm": val["false_alarm"], "val_score": val["score"],
+               "val_false_alarm": val["false_alarm"], "val_score": score, **ext,
                "lr": float(optimizer.param_groups[0]["lr"]), "seconds": float(time.time() - t0)}
         if hardness is not None:
             # Training negatives the model called polyps (peak >= 0.5) when the epoch began.
@@ -286,12 +334,16 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
         history.append(row)
         if progress:
             progress.update(task, description=f"epoch {epoch + 1}/{config.epochs} loss {row['loss']:.4f} "
-                                              f"val Dice {val['dice']:.4f} false alarms {val['false_alarm']:.3f}")
+                                              f"val Dice {val['dice']:.4f} false alarms {val['false_alarm']:.3f}"
+                                              + "".join(f" {k[4:]} {v:.3f}" for k, v in ext.items()))
         weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        if val["score"] > best:
-            best = val["score"]
-            atomic_save({"model": weights, "config": asdict(config), "epoch": epoch, "val_dice": val["dice"],
-                         "val_false_alarm": val["false_alarm"], "val_score": val["score"]}, out / "best.pt")
+        chosen = {"model": weights, "config": asdict(config), "epoch": epoch, "val_dice": val["dice"],
+                  "val_false_alarm": val["false_alarm"], "val_score": score, **ext}
+        if score > best:
+            best = score
+            atomic_save(chosen, out / "best.pt")
+        if config.keep_epochs:
+            atomic_save(chosen, out / f"epoch_{epoch + 1:03d}.pt")
         state = {"model": weights, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "epoch": epoch, "best_score": float(best), "history": history,
                  "config": asdict(config), "torch_rng": torch.get_rng_state()}
@@ -320,6 +372,8 @@ def write_log(history: list[dict], out: Path) -> None:
     ax[1].plot(epochs, [r["val_dice"] for r in history], label="Dice (polyp images)")
     if any(r.get("val_false_alarm") for r in history):
         ax[1].plot(epochs, [r["val_false_alarm"] for r in history], label="false-alarm rate (polyp-free)")
+    for key in dict.fromkeys(k for row in history for k in row if k.startswith("ext_")):
+        ax[1].plot(epochs, [r.get(key, float("nan")) for r in history], "--", label=key[4:].replace("_", " "))
     ax[1].set_title("validation"); ax[1].set_xlabel("epoch"); ax[1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=80)
