@@ -5,6 +5,25 @@ class ModelLoadError(RuntimeError):
     """A model file is missing, not loadable, or does not match its sidecar."""
 
 
+class ModelOutputError(ModelLoadError):
+    """A model's first output is not a probability map (NaN, infinite or outside [0, 1]): it would see nothing."""
+
+
+def check_probability_map(prob, model: str) -> None:
+    """Raise :class:`ModelOutputError` unless ``prob`` is finite and lies in [0, 1]."""
+    import numpy as np
+
+    if not np.isfinite(prob).all():
+        bad = int(np.count_nonzero(~np.isfinite(prob)))
+        raise ModelOutputError(f"model {model} gave {bad} NaN or infinite values on its first frame; it is broken "
+                               "(re-export it, or check the sidecar's mean and std)")
+    low, high = float(prob.min()), float(prob.max())
+    if low < -1e-3 or high > 1 + 1e-3:
+        raise ModelOutputError(f"model {model} gave values in [{low:.3g}, {high:.3g}] on its first frame, not "
+                               "probabilities in [0, 1]; set \"output\": \"logits\" in its sidecar if it ends "
+                               "without a sigmoid")
+
+
 class BackendUnavailableError(RuntimeError):
     """The requested backend's runtime is not installed or cannot run here."""
 

@@ -57,20 +57,49 @@ class OnnxRuntimeBackend:
         if len(inputs) != 1:
             raise ModelLoadError(f"model {path} has {len(inputs)} inputs; polyp-live needs one image input")
         self.input_name = inputs[0].name
+        if inputs[0].type != "tensor(float)":
+            raise ModelLoadError(f"model {path} takes a {inputs[0].type} input; polyp-live feeds float32 images "
+                                 "(tensor(float)): re-export the model with polyp-live export")
         expected = [1, 3, self.spec.input_height, self.spec.input_width]
         shape = inputs[0].shape
         fixed = [d if isinstance(d, int) else None for d in shape]
         if len(shape) != 4 or any(f is not None and f != e for f, e in zip(fixed, expected)):
             raise ModelLoadError(f"model {path} takes input shape {shape} but its sidecar {ModelSpec.sidecar_path(path)} "
                                  f"describes {expected}; re-export the model or fix the sidecar")
+        self.output_name = self._pick_output(path)
         self.name = f"onnxruntime:{self.session.get_providers()[0].replace('ExecutionProvider', '')}"
         # tools/quantize.py writes MODEL.int8.onnx; a Q/DQ graph runs integer kernels.
         info = self.spec.info if isinstance(self.spec.info, dict) else {}
         self.precision = "int8" if ".int8" in path.suffixes or info.get("precision") == "int8" else "fp32"
 
+    def _pick_output(self, path: Path) -> str:
+        """The one output (or the one the sidecar names in ``info.output_name``), checked to be N x 1 x H x W."""
+        outputs = self.session.get_outputs()
+        wanted = self.spec.info.get("output_name") if isinstance(self.spec.info, dict) else None
+        if wanted is not None:
+            named = [o for o in outputs if o.name == wanted]
+            if not named:
+                raise ModelLoadError(f"model {path} has no output {wanted!r} (its sidecar's info.output_name); "
+                                     f"it has {', '.join(o.name for o in outputs)}")
+            output = named[0]
+        elif len(outputs) != 1:
+            raise ModelLoadError(f"model {path} has {len(outputs)} outputs ({', '.join(o.name for o in outputs)}); "
+                                 "polyp-live needs one probability map, or info.output_name in the sidecar naming it")
+        else:
+            output = outputs[0]
+        expected = [None, 1, self.spec.input_height, self.spec.input_width]
+        shape = [d if isinstance(d, int) else None for d in output.shape]
+        if len(shape) != 4 or any(s is not None and e is not None and s != e for s, e in zip(shape, expected)):
+            raise ModelLoadError(f"model {path} gives output {output.name!r} of shape {output.shape}; polyp-live needs "
+                                 f"N x 1 x {self.spec.input_height} x {self.spec.input_width} (one probability map "
+                                 "at the input size)")
+        if output.type not in ("tensor(float)", "tensor(float16)"):
+            raise ModelLoadError(f"model {path} gives a {output.type} output; polyp-live needs float probabilities")
+        return output.name
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run one 1x3xHxW float32 input; return the HxW probability map."""
-        out = self.session.run(None, {self.input_name: batch})[0]
+        out = self.session.run([self.output_name], {self.input_name: batch})[0]
         prob = out.reshape(out.shape[-2:]).astype(np.float32, copy=False)
         return sigmoid(prob) if self.spec.output == "logits" else prob
 

@@ -37,7 +37,7 @@ class ServeConfig:
         model: the model file, loaded through :func:`polyp_live.engines.registry.load_backend`.
         backend, precision, threads: passed to ``load_backend``.
         model_name: the Triton model name clients ask for.
-        host: address the endpoints listen on (0.0.0.0 = every interface).
+        host: address the endpoints listen on (default loopback; 0.0.0.0 = every interface).
         http_port, grpc_port, metrics_port: Triton's three endpoints.
         max_batch: the largest batch the dynamic batcher forms.
         max_queue_delay_us: how long a request may wait in the queue for others to batch with.
@@ -52,7 +52,7 @@ class ServeConfig:
     precision: str = "auto"
     threads: int = 0
     model_name: str = MODEL_NAME
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     http_port: int = 8000
     grpc_port: int = 8001
     metrics_port: int = 8002

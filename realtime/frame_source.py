@@ -54,6 +54,9 @@ class FrameSource:
         last_index, last_name: where the frame most recently returned by :meth:`read` sits in the
             source (see :class:`Frame`).
         ended_early: for a file that stops before the length its header gives, a sentence saying so.
+        replaced_frames: live sources: frames the device delivered that a newer one replaced in the
+            one-frame slot before they were read (captured, never shown: the pipeline counts them
+            as captured and dropped).
     """
 
     live = False
@@ -63,6 +66,7 @@ class FrameSource:
         self.fps = 30.0
         self.size = (0, 0)  # width, height
         self.corrupt_frames = 0
+        self.replaced_frames = 0
         self.last_index = -1
         self.last_name: str | None = None
         self.ended_early: str | None = None

@@ -197,6 +197,8 @@ class CameraSource(FrameSource):
                     raise SignalLost(f"{self.description}: no frame for {limit:.1f} s")
                 feed.cond.wait(min(0.05, remaining))
             image, seq = feed.image, feed.seq
+        # Frames the device delivered since the last read that the slot's newer frame replaced.
+        self.replaced_frames += seq - self._taken - 1
         self._taken = seq
         self.last_index = self._offset + seq
         return ensure_bgr(image)

@@ -187,9 +187,14 @@ def quiet_native_logs(verbose: bool) -> None:
     else:
         os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
-    if "cv2" in sys.modules:
-        logging = sys.modules["cv2"].utils.logging
-        logging.setLogLevel(logging.LOG_LEVEL_INFO if verbose else logging.LOG_LEVEL_SILENT)
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None:
+        # OpenCV 5 has cv2.utils.logging; OpenCV 4.x wheels have only cv2.setLogLevel (0 silent, 4 info).
+        logging = getattr(getattr(cv2, "utils", None), "logging", None)
+        if logging is not None:
+            logging.setLogLevel(logging.LOG_LEVEL_INFO if verbose else logging.LOG_LEVEL_SILENT)
+        elif hasattr(cv2, "setLogLevel"):
+            cv2.setLogLevel(4 if verbose else 0)
     if verbose:  # PyAV keeps FFmpeg quiet unless asked
         try:
             import av.logging  # noqa: PLC0415

@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 
 from polyp_live.engines.base import Backend
-from polyp_live.engines.errors import InferenceUnavailable
+from polyp_live.engines.errors import InferenceUnavailable, ModelOutputError
 from polyp_live.realtime.config import PipelineConfig
 from polyp_live.realtime.errors import OutputError, SourceError, StageError
 from polyp_live.realtime.output import Annotation, AnnotationSlot, ModelInfo, OutputStage, describe_backend
@@ -104,7 +104,9 @@ class Pipeline:
         try:
             body()
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the main thread
-            self.errors.put(exc if isinstance(exc, (SourceError, OutputError)) else StageError(name, exc))
+            # Errors that already name their input and fix (a source, an output, a broken model) pass as they are.
+            self.errors.put(exc if isinstance(exc, (SourceError, OutputError, ModelOutputError))
+                            else StageError(name, exc))
             self.stop.set()
         finally:
             self.stats.add_cpu(name, time.thread_time() - cpu0)
@@ -120,7 +122,7 @@ class Pipeline:
     def _capture(self) -> None:
         cfg = self.config.source
         fps = self.source.fps
-        delivered, index = 0, 0
+        delivered, index, replaced_seen = 0, 0, 0
         paced = cfg.realtime and not self.source.live
         t0 = time.perf_counter()
         try:
@@ -145,6 +147,12 @@ class Pipeline:
                 corrupt = self.source.corrupt_frames - self.stats.counters["corrupt"]
                 if corrupt > 0:
                     self.stats.count("corrupt", corrupt)
+                replaced = self.source.replaced_frames - replaced_seen
+                if replaced > 0:
+                    # Captured by the device, replaced by a newer frame before we read: never shown.
+                    replaced_seen += replaced
+                    self.stats.count("frames_in", replaced)
+                    self.stats.count("dropped", replaced)
                 if image is None:
                     if cfg.loop and self.source.rewind():
                         continue

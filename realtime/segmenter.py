@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from polyp_live.engines.base import Backend
+from polyp_live.engines.errors import check_probability_map
 from polyp_live.engines.preprocess import preprocess, resize_for_model
 from polyp_live.realtime.config import PipelineConfig
 from polyp_live.realtime.decision import Decision, DecisionConfig, PresenceDecision
@@ -123,6 +124,7 @@ class Segmenter:
         self._wants_uint8 = bool(getattr(backend, "wants_uint8", False))
         self._size: tuple[int, int] | None = None
         self._last_roi: Roi | None = None
+        self._output_checked = False
 
     def reset(self) -> None:
         """Forget all temporal state and the field of view (signal loss, a new video or patient)."""
@@ -205,6 +207,10 @@ class Segmenter:
     def complete(self, prepared: PreparedFrame, raw_prob: np.ndarray, inference_s: float = 0.0) -> SegmentationResult:
         """The steps after the model: smoothing, hysteresis, the presence decision, frame coordinates."""
         t0 = time.perf_counter()
+        if not self._output_checked:
+            # Once: a model that gives NaN or non-probabilities would otherwise run "fine" and see nothing.
+            check_probability_map(raw_prob, str(getattr(self.backend, "model_path", None) or self.backend.name))
+            self._output_checked = True
         if prepared.fresh_picture:
             self._reset_temporal()
         prob = self.smoother(raw_prob)

@@ -33,11 +33,60 @@ COUNTERS = (
     "corrupt", "signal_lost", "reconnects", "polyp_frames", "masks")
 
 
-class PipelineStats:
-    """Thread-safe collector. Stages call :meth:`record`; the console and summary read snapshots."""
+class LatencyHistogram:
+    """Durations in log-spaced bins 1 % wide from 10 us to 1000 s: fixed memory however long the run.
 
-    def __init__(self, window: int = 120):
+    Percentiles are read from the cumulative counts, interpolated inside a bin, so they are within
+    1 % of the exact value; count, mean, minimum and maximum are exact. A 30 FPS run of 30 minutes keeps
+    the same 14 KB per stage as one of 30 seconds (the raw samples grew by 0.5 MB a minute).
+    """
+
+    LOW, HIGH, RATIO = 1e-5, 1e3, 1.01
+
+    def __init__(self) -> None:
+        self._bins = int(np.ceil(np.log(self.HIGH / self.LOW) / np.log(self.RATIO))) + 2
+        self.counts = np.zeros(self._bins, np.int64)
+        self.count, self.total, self.max, self.min = 0, 0.0, 0.0, float("inf")
+
+    def add(self, seconds: float) -> None:
+        """Count one duration (below 10 us counts in the lowest bin, above 1000 s in the highest)."""
+        if seconds <= self.LOW:
+            index = 0
+        else:
+            index = min(self._bins - 1, 1 + int(np.log(seconds / self.LOW) / np.log(self.RATIO)))
+        self.counts[index] += 1
+        self.count += 1
+        self.total += seconds
+        self.max = max(self.max, seconds)
+        self.min = min(self.min, seconds)
+
+    def _edge(self, index: int) -> float:
+        return self.LOW * self.RATIO ** (index - 1) if index > 0 else 0.0
+
+    def percentile(self, q: float) -> float:
+        """The ``q``-th percentile in seconds (numpy's linear definition, to within the 1 % bin width)."""
+        if not self.count:
+            return float("nan")
+        rank = q / 100.0 * (self.count - 1)  # 0-based position among the sorted samples
+        cumulative = np.cumsum(self.counts)
+        index = int(np.searchsorted(cumulative, rank + 1, side="left"))
+        before = cumulative[index - 1] if index else 0
+        inside = (rank - before + 0.5) / self.counts[index]
+        low, high = self._edge(index), self._edge(index + 1)
+        return float(min(self.max, max(self.min, low + (high - low) * min(1.0, max(0.0, inside)))))
+
+
+class PipelineStats:
+    """Thread-safe collector. Stages call :meth:`record`; the console and summary read snapshots.
+
+    Each stage keeps a :class:`LatencyHistogram` (bounded memory) and a short window for the HUD;
+    ``keep_samples`` also keeps every raw sample (benchmarks, which plot them; short runs only).
+    """
+
+    def __init__(self, window: int = 120, keep_samples: bool = False):
         self._lock = threading.Lock()
+        self.keep_samples = keep_samples
+        self.histograms: dict[str, LatencyHistogram] = {s: LatencyHistogram() for s in STAGES}
         self.samples: dict[str, list[float]] = {s: [] for s in STAGES}
         self.recent: dict[str, deque] = {s: deque(maxlen=window) for s in STAGES}
         self.counters = {c: 0 for c in COUNTERS}
@@ -51,7 +100,9 @@ class PipelineStats:
 
     def record(self, stage: str, seconds: float) -> None:
         with self._lock:
-            self.samples[stage].append(seconds)
+            self.histograms[stage].add(seconds)
+            if self.keep_samples:
+                self.samples[stage].append(seconds)
             self.recent[stage].append(seconds)
 
     def count(self, counter: str, n: int = 1) -> None:
@@ -85,15 +136,14 @@ class PipelineStats:
     def summary(self) -> dict:
         """Percentiles per stage in milliseconds, counters, and overall throughput."""
         with self._lock:
-            samples = {k: list(v) for k, v in self.samples.items()}
+            stages = {}
+            for stage, h in self.histograms.items():
+                if h.count:
+                    stages[stage] = {"count": h.count, "mean": 1000.0 * h.total / h.count,
+                                     **{f"p{q}": 1000.0 * h.percentile(q) for q in (50, 95, 99)},
+                                     "max": 1000.0 * h.max}
             counters = dict(self.counters)
         elapsed = (self.finished or time.perf_counter()) - self.started
-        stages = {}
-        for stage, values in samples.items():
-            if values:
-                ms = np.asarray(values) * 1000.0
-                stages[stage] = {"count": len(values), "mean": float(ms.mean()),
-                                 **{f"p{q}": float(np.percentile(ms, q)) for q in (50, 95, 99)}, "max": float(ms.max())}
         with self._lock:
             cpu = dict(self.cpu_s)
             # Rates over the span from the first to the last frame out: start-up (opening the source,

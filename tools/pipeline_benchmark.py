@@ -89,6 +89,7 @@ def run_one(clip: str, model: str, mode: str, frames: int, threads: int, spinnin
         backend.infer(warm)
     try:
         pipeline = Pipeline(config, open_source(clip), backend)
+        pipeline.stats.keep_samples = True  # the delay histograms plot every sample of this short run
         stats = pipeline.run()
     finally:
         backend.close()

@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="as for polyp-live (default auto)")
     p.add_argument("--threads", type=non_negative_int, default=0, metavar="N", help="CPU inference threads (0 = runtime default)")
     p.add_argument("--triton-model", default=MODEL_NAME, metavar="NAME", help=f"Triton model name (default {MODEL_NAME})")
-    p.add_argument("--host", default="0.0.0.0", metavar="HOST", help="address to listen on (default 0.0.0.0, every interface)")
+    p.add_argument("--host", default="127.0.0.1", metavar="HOST",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes the server to "
+                        "every network this machine is on, and Triton has no access control of its own)")
     p.add_argument("--http-port", type=_port, default=8000, metavar="PORT", help="HTTP endpoint (default 8000)")
     p.add_argument("--grpc-port", type=_port, default=8001, metavar="PORT", help="gRPC endpoint, for clients (default 8001)")
     p.add_argument("--metrics-port", type=_port, default=8002, metavar="PORT", help="Prometheus metrics (default 8002)")
@@ -102,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         with ModelServer(config) as server:
             if stop.is_set():
                 return 128 + received[0]
-            print(f"serving model {config.model_name!r} ({server.backend.name}, {Path(args.model).name}) on "
+            where = ("every interface (0.0.0.0); from this machine " if config.host in ("0.0.0.0", "::", "")
+                     else "")
+            print(f"serving model {config.model_name!r} ({server.backend.name}, {Path(args.model).name}) on {where}"
                   f"{server.grpc_url}  {server.http_url}  metrics {server.metrics_url}; "
                   f"max batch {config.max_batch}, queue delay {config.max_queue_delay_us} us", flush=True)
             server.wait(stop)

@@ -1,0 +1,108 @@
+"""Issue 20's counting, memory, serving-address and old-library cases, each against what it produced."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from conftest import FakeBackend, moving_disc_frames
+from polyp_live.realtime.config import PipelineConfig, RoiConfig, SourceConfig
+from polyp_live.realtime.live_source import CameraSource
+from polyp_live.realtime.options import quiet_native_logs
+from polyp_live.realtime.pipeline import Pipeline
+from polyp_live.realtime.stats import LatencyHistogram, PipelineStats
+
+
+class FastCapture:
+    """A VideoCapture stand-in that delivers ``count`` frames as fast as it is read, then fails."""
+
+    def __init__(self, count: int):
+        self.frames = list(moving_disc_frames(count))
+        self.sent = 0
+
+    def isOpened(self):
+        return True
+
+    def set(self, *_):
+        return True
+
+    def get(self, prop):
+        return {5: 1000.0, 3: 160, 4: 120}.get(prop, 0)  # CAP_PROP_FPS 5, WIDTH 3, HEIGHT 4
+
+    def read(self):
+        if self.sent >= len(self.frames):
+            return False, None
+        self.sent += 1
+        return True, self.frames[self.sent - 1].copy()
+
+    def release(self):
+        pass
+
+
+def test_frames_replaced_in_the_capture_slot_count_as_captured_and_dropped():
+    capture = FastCapture(400)
+    source = CameraSource("fake", capture_factory=lambda target: capture)
+    config = PipelineConfig(source=SourceConfig(reconnect_timeout=0.0), roi=RoiConfig(mode="full"))
+    pipeline = Pipeline(config, source, FakeBackend(delay=0.01))
+    try:
+        pipeline.run()
+    except Exception:  # noqa: BLE001 - the device "fails" after its 400 frames: a lost signal, then no reconnect
+        pass
+    counters = pipeline.stats.summary()["counters"]
+    # The device thread outran the reader: most frames were replaced in the slot before a read.
+    assert counters["dropped"] > 0
+    # Every frame the device delivered is accounted for, shown or dropped; at most the newest one,
+    # still in the slot when the device stopped, is neither.
+    assert capture.sent - 1 <= counters["frames_in"] <= capture.sent
+    assert counters["frames_in"] == counters["frames_out"] + counters["dropped"]
+
+
+def test_stage_percentiles_come_from_a_bounded_histogram_within_one_percent():
+    rng = np.random.default_rng(3)
+    values = rng.lognormal(np.log(0.02), 0.5, 20000)
+    h = LatencyHistogram()
+    for v in values:
+        h.add(float(v))
+    for q in (50, 95, 99):
+        assert h.percentile(q) == pytest.approx(np.percentile(values, q), rel=0.01)
+    assert h.max == values.max() and h.count == len(values)
+    stats = PipelineStats()
+    size = stats.histograms["inference"].counts.nbytes
+    for v in values:
+        stats.record("inference", float(v))
+    # Memory does not grow with the run: no raw samples, the same bins.
+    assert stats.samples["inference"] == [] and stats.histograms["inference"].counts.nbytes == size
+    row = stats.summary()["stages_ms"]["inference"]
+    assert row["count"] == 20000 and row["mean"] == pytest.approx(1000 * values.mean())
+    assert row["p95"] == pytest.approx(1000 * np.percentile(values, 95), rel=0.01)
+    kept = PipelineStats(keep_samples=True)
+    kept.record("inference", 0.5)
+    assert kept.samples["inference"] == [0.5]
+
+
+def test_a_single_sample_and_the_extremes_of_the_range():
+    h = LatencyHistogram()
+    h.add(0.0123)
+    assert h.percentile(50) == pytest.approx(0.0123, rel=0.01) and h.percentile(99) <= 0.0123
+    h.add(0.0)
+    h.add(5000.0)  # beyond the top bin: still counted, the maximum exact
+    assert h.count == 3 and h.max == 5000.0 and h.percentile(0) <= 1e-5  # the bottom bin: 0 to 10 us
+
+
+def test_native_log_silencing_works_with_opencv_4_which_lacks_cv2_utils_logging(monkeypatch):
+    calls = []
+    fake = types.ModuleType("cv2")
+    fake.setLogLevel = calls.append  # OpenCV 4.x: a plain function, no cv2.utils.logging
+    monkeypatch.setitem(sys.modules, "cv2", fake)
+    quiet_native_logs(False)
+    quiet_native_logs(True)
+    assert calls == [0, 4]
+
+
+def test_the_inference_server_listens_on_loopback_unless_told_otherwise():
+    from polyp_live.tools import serve
+    assert serve.build_parser().parse_args([]).host == "127.0.0.1"
+    assert serve.build_parser().parse_args(["--host", "0.0.0.0"]).host == "0.0.0.0"
