@@ -118,8 +118,9 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calibration: np.nda
     model = read_onnx(onnx_in)
     _name_nodes(model)
     input_name = model.graph.input[0].name
-    onnx.save(model, str(prepared))
+    partial = onnx_out.with_name(f".{onnx_out.name}.partial")
     try:
+        onnx.save(model, str(prepared))  # inside: a full disk here leaves no truncated .prep.onnx
         quant_pre_process(str(prepared), str(prepared), skip_symbolic_shape=True)
         methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                    "entropy": CalibrationMethod.Entropy}
@@ -130,13 +131,15 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calibration: np.nda
         if method == "percentile":
             extra["CalibPercentile"] = 99.99
         quantize_static(
-            str(prepared), str(onnx_out), _Reader(input_name, calibration),
+            str(prepared), str(partial), _Reader(input_name, calibration),
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QInt8 if flavour == "tensorrt" else QuantType.QUInt8,
             weight_type=QuantType.QInt8, nodes_to_exclude=_head_nodes(onnx.load(str(prepared))),
             calibrate_method=methods[method], extra_options=extra)
+        partial.replace(onnx_out)  # whole, or not there at all
     finally:  # also on failure: no half-made files are left next to the model
         prepared.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         for leftover in onnx_out.parent.glob("augmented_model*.onnx"):
             leftover.unlink(missing_ok=True)
     return onnx_out

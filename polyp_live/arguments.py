@@ -13,6 +13,19 @@ import sys
 from pathlib import Path
 
 
+def printable(text: object) -> str:
+    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``): a newline or a terminal
+    escape sequence in a file name can neither split a one-line error nor rewrite the terminal."""
+    out = []
+    for ch in str(text):
+        code = ord(ch)
+        if code < 32 or code == 127 or 0x80 <= code < 0xA0:
+            out.append(repr(ch)[1:-1])
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 class OneLineErrorParser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line: the problem, and where the options are.
 
@@ -24,7 +37,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
         if message.endswith("expected one argument"):
             # argparse takes a value that starts with '-' (a negative number, "-10,0,...") for an option.
             message += "; a value that starts with '-' is written --option=VALUE"
-        self.exit(2, f"{self.prog}: error: {message} (options: {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {printable(message)} (options: {self.prog} --help)\n")
 
 
 def command_parser(command: str, description: str | None) -> argparse.ArgumentParser:

@@ -20,6 +20,7 @@ from pathlib import Path
 from polyp_live.realtime import options
 from polyp_live.realtime.interrupts import Interrupted, SignalGuard
 from polyp_live.resources import bundled_model, demo_clip
+from polyp_live.arguments import printable
 
 DEFAULT_MODEL = bundled_model()
 DEMO_CLIP = demo_clip()
@@ -176,7 +177,8 @@ def _main(argv: list[str] | None, signals: SignalGuard) -> int:
 
     def fail(message: str, code: int = 1) -> int:
         # Escaped: a path like x[/].mp4 or a hint like 'polyp-live[train]' is text, not rich markup.
-        console.print(f"[bold red]polyp-live: error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]polyp-live: error:[/bold red] {escape(printable(message))}", highlight=False,
+                      soft_wrap=True)
         return code
 
     if args.source == "demo":

@@ -106,3 +106,57 @@ def test_the_inference_server_listens_on_loopback_unless_told_otherwise():
     from polyp_live.tools import serve
     assert serve.build_parser().parse_args([]).host == "127.0.0.1"
     assert serve.build_parser().parse_args(["--host", "0.0.0.0"]).host == "0.0.0.0"
+
+
+def png_bomb(path, side: int = 20000) -> None:
+    """A valid grey PNG of side x side pixels (400 MP at 20000) that compresses to a few hundred kB."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    packer = zlib.compressobj(1)
+    row = b"\x00" * (side + 1)  # filter byte + a row of black
+    data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("position", ["first", "later"])
+def test_an_image_bomb_in_an_image_folder_is_skipped_and_counted(tmp_path, capsys, brightness_model, position):
+    import cv2
+    from polyp_live.realtime.sources import image_dimensions
+    from test_bad_input import run_cli
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    frames = list(moving_disc_frames(3))
+    names = ["a.png", "b.png", "c.png"]
+    bomb = names.pop(0 if position == "first" else 1)
+    for name, image in zip(names, frames):
+        cv2.imwrite(str(folder / name), image)
+    png_bomb(folder / bomb)
+    assert image_dimensions((folder / bomb).read_bytes()[:64]) == (20000, 20000)
+    code, err = run_cli(capsys, "--source", str(folder), "--model", str(brightness_model),
+                        "--stats-json", str(tmp_path / "s.json"))
+    counters = __import__("json").loads((tmp_path / "s.json").read_text())["counters"]
+    assert code == 0 and counters["corrupt"] == 1 and counters["frames_out"] == 2
+
+
+@pytest.mark.parametrize("name", ["a\nb.mp4", "x\x1b[31mred.mp4", "tab\there.mp4"])
+def test_control_characters_in_a_path_cannot_split_or_colour_the_one_line_error(tmp_path, capsys, brightness_model,
+                                                                                 name):
+    from polyp_live.realtime.cli import main
+    code = main(["--headless", "--quiet", "--source", str(tmp_path / name), "--model", str(brightness_model)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "\x1b" not in err and "\t" not in err
+    assert repr(name)[1:-1] in err  # shown escaped, as Python writes it
+
+
+def test_a_tool_error_naming_a_path_with_a_newline_stays_one_line(tmp_path, capsys):
+    from polyp_live.tools import interpolate
+    bad = tmp_path / "bad\nname.onnx"
+    bad.write_text("not a model")
+    code = interpolate.main(["--models", str(bad), str(bad), "--alpha", "0.5", "--out", str(tmp_path / "o.onnx")])
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1 and "bad\\nname." in err

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from polyp_live.arguments import printable
 
 
 
@@ -187,7 +188,7 @@ def main(argv=None) -> int:
                                          args.runs, args.warmup).result()
             except (ModelLoadError, BackendUnavailableError, CalibrationError, DatasetError, FileNotFoundError,
                     ValueError) as exc:  # raised in the worker, re-raised here with its own type
-                print(f"polyp-live benchmark: error: {entry}: {exc}", file=sys.stderr)
+                print(f"polyp-live benchmark: error: {printable(entry)}: {printable(exc)}", file=sys.stderr)
                 return 1
         if reference is None:
             reference = [p >= row["threshold"] for p in probs]

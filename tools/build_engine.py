@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from polyp_live.arguments import add_calibration_options, command_parser, deprecated_alias
+from polyp_live.arguments import printable
 
 DICE_LIMITS = {"fp32": 0.99, "fp16": 0.99, "int8": 0.98}
 
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
             return validate(args, console)
     except (BackendUnavailableError, ModelLoadError, ModelSpecError, EngineBuildError, FileNotFoundError,
             ValueError) as exc:  # CalibrationError is a ValueError
-        console.print(f"[bold red]polyp-live build-engine: error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]polyp-live build-engine: error:[/bold red] {escape(printable(exc))}", highlight=False, soft_wrap=True)
         return 1
     return 0
 

@@ -20,6 +20,7 @@ import argparse
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from polyp_live.arguments import printable
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -141,7 +142,7 @@ def main(argv=None) -> int:
             write_external_report(*external, args.out, args.model, score_threshold)
     except (DatasetError, ModelLoadError, ModelSpecError, BackendUnavailableError, FileNotFoundError, ValueError) as exc:
         # On stderr, apart from the tables: a script reading the report never mistakes it for results.
-        Console(stderr=True).print(f"polyp-live evaluate: [red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"polyp-live evaluate: [red]error:[/red] {escape(printable(exc))}", highlight=False, soft_wrap=True)
         return 2
 
     table = Table(title=escape(f"{args.model} on {args.split} ({summary['images']} polyp images, pixel threshold "

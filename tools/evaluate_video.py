@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from polyp_live.arguments import printable
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
     except (ModelLoadError, ModelSpecError, BackendUnavailableError, PolypLiveError, FileNotFoundError,
             ValueError) as exc:
         # On stderr, apart from the tables: a script reading the report never mistakes it for results.
-        Console(stderr=True).print(f"polyp-live evaluate-video: [red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"polyp-live evaluate-video: [red]error:[/red] {escape(printable(exc))}", highlight=False, soft_wrap=True)
         return 1
     path = write_report(rows, args.out, {"model": model, "source": args.source, "masks": args.masks})
     truth = args.masks is not None

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from polyp_live.arguments import command_parser, deprecated_alias
+from polyp_live.arguments import printable
 
 
 def build_parser():
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
         parser.error(f"--threshold {args.threshold:g} is not between 0 and 1")
 
     def fail(message: str, code: int) -> int:
-        print(f"polyp-live export: error: {message}", file=sys.stderr)
+        print(f"polyp-live export: error: {printable(message)}", file=sys.stderr)
         return code
 
     from polyp_live.commands import missing_extra
@@ -82,6 +83,9 @@ def main(argv=None) -> int:
         return fail(str(exc), 1)
     except (DatasetError, FileNotFoundError, KeyError, ValueError) as exc:
         return fail(f"{exc}", 2)
+    except OSError as exc:  # a full disk: nothing half-written is left (below), the message says so
+        reason = "disk full" if exc.errno == 28 else (exc.strerror or str(exc))
+        return fail(f"{reason} while writing {out}; free space and export again (nothing was left behind)", 1)
     finally:  # a failed export leaves nothing behind; a finished one has been renamed already
         partial.unlink(missing_ok=True)
         partial.with_suffix(".json").unlink(missing_ok=True)

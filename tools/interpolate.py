@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from polyp_live.arguments import command_parser
+from polyp_live.arguments import printable
 
 
 def build_parser():
@@ -48,7 +49,7 @@ def main(argv=None) -> int:
     try:
         interpolate_onnx(args.models[0], args.models[1], args.alpha, out)
     except (InterpolationError, ModelSpecError, ModelLoadError) as exc:
-        print(f"polyp-live interpolate: error: {exc}", file=sys.stderr)
+        print(f"polyp-live interpolate: error: {printable(exc)}", file=sys.stderr)
         return 2
     print(f"wrote {out} = {1 - args.alpha:g} x {args.models[0]} + {args.alpha:g} x {args.models[1]}; "
           "choose its operating point on val before use")

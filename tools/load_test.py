@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from polyp_live.tools.benchmark import percentiles
+from polyp_live.arguments import printable
 
 METRIC = re.compile(r'^(nv_inference_\w+)\{([^}]*)\}\s+([0-9.eE+-]+)\s*$')
 COUNTERS = ("nv_inference_request_success", "nv_inference_request_failure", "nv_inference_exec_count",
@@ -244,7 +245,7 @@ def main(argv=None) -> int:
             for image in images[:3]:  # warm-up: first requests pay for connection set-up and allocation
                 probe.infer(image)
     except (ValueError, FileNotFoundError, BackendUnavailableError) as exc:
-        print(f"polyp-live load-test: error: {exc}", file=sys.stderr)
+        print(f"polyp-live load-test: error: {printable(exc)}", file=sys.stderr)
         return 2 if isinstance(exc, ValueError) else 1
 
     steps = []

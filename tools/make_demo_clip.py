@@ -24,6 +24,7 @@ import numpy as np
 
 from polyp_live.arguments import check_output_file, command_parser, refuse_overwriting_inputs
 from polyp_live.training.dataset import DatasetError, read_pair, scan, split_stems
+from polyp_live.arguments import printable
 
 WIDTH, HEIGHT = 1280, 720
 FPS = 30000 / 1001
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
     try:
         return make_clip(args)
     except (DatasetError, ValueError) as exc:
-        print(f"polyp-live make-demo: error: {exc}", file=sys.stderr)
+        print(f"polyp-live make-demo: error: {printable(exc)}", file=sys.stderr)
         return 2
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from polyp_live.arguments import check_output_file, command_parser, refuse_overwriting_inputs
+from polyp_live.arguments import printable
 
 MAX_BYTES = 300_000
 TRUTH = (255, 0, 255)        # BGR magenta: against the live overlay's green, readable with red-green blindness
@@ -306,7 +307,7 @@ def main(argv=None) -> int:
             image = curves_figure(read_log(log_path), title)
         size = save_png(image, args.out)
     except (FigureError, ModelLoadError, ModelSpecError, FileNotFoundError) as exc:
-        print(f"polyp-live make-figures: error: {exc}", file=sys.stderr)
+        print(f"polyp-live make-figures: error: {printable(exc)}", file=sys.stderr)
         return 1
     except ImportError as exc:  # matplotlib and Pillow come with the [train] extra
         from polyp_live.commands import missing_extra

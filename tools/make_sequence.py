@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import sys
+from polyp_live.arguments import printable
 
 
 def main(argv=None) -> int:
@@ -59,7 +60,7 @@ def main(argv=None) -> int:
         shutil.rmtree(partial, ignore_errors=True)
         if not isinstance(exc, (DatasetError, ValueError)):
             raise
-        print(f"polyp-live make-sequence: error: {exc}", file=sys.stderr)
+        print(f"polyp-live make-sequence: error: {printable(exc)}", file=sys.stderr)
         return 2
     partial.rename(out)
     kinds = [s["kind"] for s in meta["stills"]]

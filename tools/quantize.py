@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from polyp_live.arguments import add_calibration_options, command_parser, deprecated_alias, refuse_overwriting_inputs
+from polyp_live.arguments import printable
 
 
 def build_parser():
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) calibrated on {used} of {len(calib)} frames "
               f"from {args.calib}")
     except (CalibrationError, ModelSpecError, ModelLoadError, FileNotFoundError, ValueError) as exc:
-        print(f"polyp-live quantize: error: {exc}", file=sys.stderr)
+        print(f"polyp-live quantize: error: {printable(exc)}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"polyp-live quantize: error: cannot write {exc.filename or out} ({exc.strerror}); "

@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from polyp_live.arguments import printable
 
 
 def _port(text: str) -> int:
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from polyp_live.engines.spec import ModelSpecError
 
     def fail(message: str, code: int = 1) -> int:
-        print(f"polyp-live serve: error: {message}", file=sys.stderr, flush=True)
+        print(f"polyp-live serve: error: {printable(message)}", file=sys.stderr, flush=True)
         return code
 
     if len({args.http_port, args.grpc_port, args.metrics_port}) < 3:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from polyp_live.arguments import printable
 
 
 
@@ -102,7 +103,7 @@ def main(argv=None) -> int:
     from polyp_live.training.dataset import DatasetError
     from polyp_live.training.encoders import ENCODERS
     from polyp_live.training.losses import LOSSES
-    from polyp_live.training.trainer import CheckpointError, TrainConfig, train
+    from polyp_live.training.trainer import CheckpointError, CheckpointWriteError, TrainConfig, train
     from polyp_live.training.unetplusplus import InputShapeError, ModelConfig
     from polyp_live.training.warm_start import WarmStartError
     from polyp_live.engines.errors import ModelLoadError
@@ -134,8 +135,11 @@ def main(argv=None) -> int:
                 progress.stop()
     except (DatasetError, InputShapeError, CheckpointError, WarmStartError, ModelLoadError, FileNotFoundError,
             ValueError) as exc:
-        console.print(f"polyp-live train: [red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        console.print(f"polyp-live train: [red]error:[/red] {escape(printable(exc))}", highlight=False, soft_wrap=True)
         return 2
+    except CheckpointWriteError as exc:
+        console.print(f"polyp-live train: [red]error:[/red] {escape(printable(exc))}", highlight=False, soft_wrap=True)
+        return 1
     except KeyboardInterrupt:
         console.print("interrupted; the last completed epoch is in last.pt, continue with --resume")
         return 130

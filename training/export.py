@@ -31,12 +31,15 @@ def export_onnx(checkpoint: str | Path, out: str | Path, threshold: float = 0.5,
     out.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(1, 3, config.size, config.size)
     tmp = out.with_name(out.name + ".tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # The TorchScript exporter writes one self-contained file (weights inside), which is what we ship.
-        torch.onnx.export(wrapped, (dummy,), str(tmp), input_names=["image"], output_names=["prob"],
-                          opset_version=OPSET, dynamo=False, do_constant_folding=True)
-    tmp.replace(out)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # The TorchScript exporter writes one self-contained file (weights inside), which is what we ship.
+            torch.onnx.export(wrapped, (dummy,), str(tmp), input_names=["image"], output_names=["prob"],
+                              opset_version=OPSET, dynamo=False, do_constant_folding=True)
+        tmp.replace(out)
+    finally:  # a full disk mid-export leaves no truncated .tmp behind
+        tmp.unlink(missing_ok=True)
     meta = {"architecture": "UNet++", "encoder": config.model.encoder,
             "decoder_channels": list(config.model.decoder_channels), "aspp": config.model.aspp,
             "training_data": training_data(config), "opset": OPSET, **(info or {})}

@@ -12,6 +12,7 @@ Checkpoints hold only tensors, numbers, strings, lists and dicts, so they load w
 from __future__ import annotations
 
 import csv
+import errno
 import math
 import os
 import random
@@ -79,11 +80,31 @@ def model_spec(size: int, info: dict | None = None, threshold: float = 0.5) -> M
     return ModelSpec(input_height=size, input_width=size, threshold=threshold, info=info or {})
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk); the earlier checkpoints are intact."""
+
+
 def atomic_save(obj: object, path: Path) -> None:
-    """Write to a temporary file in the same folder, then rename: a checkpoint is never half written."""
+    """Write to a temporary file in the same folder, then rename: a checkpoint is never half written.
+
+    Raises:
+        CheckpointWriteError: the write failed (the temporary file is removed, ``path`` is untouched).
+    """
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        # Through a Python file: a full disk then raises OSError(ENOSPC), where torch's own writer
+        # reports an "unexpected pos" RuntimeError.
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+        what = "disk full" if full else f"cannot write ({getattr(exc, 'strerror', None) or exc})"
+        raise CheckpointWriteError(f"{what} writing {path}; free space, then continue with --resume "
+                                   "(the last completed epoch is in last.pt)") from None
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
