@@ -21,6 +21,7 @@ import numpy as np
 
 from polyp_live.realtime.errors import SourceError
 from polyp_live.realtime.frame_source import FrameSource, SignalLost, ensure_bgr
+from polyp_live.realtime.mjpeg_stream import open_mjpeg
 
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://")
 OPEN_TIMEOUT_S = 10.0      # the longest one open() waits (a reconnect deadline may shorten it)
@@ -33,6 +34,12 @@ READ_TIMEOUT_MS = 5000     # FFmpeg's own limit on one read: a given-up reader t
 def default_capture(target: str | int, timeout_s: float = OPEN_TIMEOUT_S) -> cv2.VideoCapture:
     """Open ``target`` with OpenCV; network streams get FFmpeg open/read timeouts so given-up
     threads end on their own instead of lingering for FFmpeg's default 30 s."""
+    if isinstance(target, str) and target.startswith(("http://", "https://")):
+        # An MJPEG stream is read part by part, so a JPEG cut short is a damaged frame (FFmpeg
+        # would patch it with the previous frame's rows); any other HTTP stream goes to FFmpeg.
+        mjpeg = open_mjpeg(target, max(1.0, timeout_s))
+        if mjpeg is not None:
+            return mjpeg
     if isinstance(target, str) and target.startswith(STREAM_PREFIXES):
         open_ms = int(max(1.0, timeout_s) * 1000)
         return cv2.VideoCapture(target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, open_ms,
@@ -73,6 +80,7 @@ class _Feed:
         self.opened = threading.Event()    # set when the open finished, successfully or not
         self.failed = False
         self.ended = False                 # the device reported a failed read
+        self.corrupt = 0                   # damaged frames the capture skipped (an MJPEG part cut short)
         self.abandoned = threading.Event()
         self.fps, self.size = 30.0, (0, 0)
         self._factory, self._target, self._timeout_s = factory, target, timeout_s
@@ -97,6 +105,10 @@ class _Feed:
             self.opened.set()
             while not self.abandoned.is_set():
                 ok, image = cap.read()
+                corrupt = int(getattr(cap, "corrupt_frames", 0))
+                if corrupt != self.corrupt:
+                    with self.cond:
+                        self.corrupt = corrupt
                 if not ok or image is None:
                     break
                 now = time.monotonic()
@@ -146,6 +158,7 @@ class CameraSource(FrameSource):
         self._factory = capture_factory or default_capture
         self._feed: _Feed | None = None
         self._taken = -1        # seq of the last frame handed out by the current feed
+        self._corrupt_before = 0
         self._offset = 0        # source index of the current feed's frame 0 (indices keep rising across reconnects)
         self.open_deadline: float | None = None  # time.monotonic() limit for open(), set by reconnect()
         kind = "stream" if isinstance(target, str) and target.startswith(STREAM_PREFIXES) else "camera"
@@ -174,6 +187,7 @@ class CameraSource(FrameSource):
                               "close other programs using it, or pick another --source")
         self._feed, self._taken = feed, -1
         self._offset = self.last_index + 1
+        self._corrupt_before = self.corrupt_frames  # damaged frames of earlier feeds (reconnects)
         self.fps, self.size = feed.fps, feed.size
 
     def read(self) -> np.ndarray | None:
@@ -186,6 +200,7 @@ class CameraSource(FrameSource):
             raise SignalLost(self.description)
         with feed.cond:
             while feed.seq == self._taken:
+                self.corrupt_frames = self._corrupt_before + feed.corrupt
                 if self.cancel.is_set():
                     return None
                 if feed.ended:
@@ -197,6 +212,7 @@ class CameraSource(FrameSource):
                     raise SignalLost(f"{self.description}: no frame for {limit:.1f} s")
                 feed.cond.wait(min(0.05, remaining))
             image, seq = feed.image, feed.seq
+            self.corrupt_frames = self._corrupt_before + feed.corrupt
         # Frames the device delivered since the last read that the slot's newer frame replaced.
         self.replaced_frames += seq - self._taken - 1
         self._taken = seq

@@ -297,3 +297,64 @@ def test_a_truncated_jpeg_is_a_damaged_frame_not_a_frame_with_invented_grey_rows
             names.append(source.last_name)
             assert frame.shape == (120, 160, 3)
     assert names == ["a", "c"] and source.corrupt_frames == 1
+
+
+class CountingMjpegServer:
+    """An MJPEG server whose frame i is a uniform grey of level 20 * (i + 1), so a frame shows which part it
+    came from. Part ``short`` is sent with half its bytes under a full Content-Length (the connection then
+    carries on with the next part), and the stream ends in the middle of part ``cut``."""
+
+    def __init__(self, frames: int = 10, short: int = 3, cut: int = 8, with_length: bool = True):
+        jpegs = [cv2.imencode(".jpg", np.full((48, 64, 3), 20 * (i + 1), np.uint8))[1].tobytes() for i in range(frames)]
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                try:
+                    for i, jpeg in enumerate(jpegs[:cut + 1]):
+                        body = jpeg[:len(jpeg) // 2] if i in (short, cut) else jpeg
+                        head = b"--frame\r\nContent-Type: image/jpeg\r\n"
+                        if with_length:
+                            head += b"Content-Length: %d\r\n" % len(jpeg)
+                        self.wfile.write(head + b"\r\n" + body + (b"\r\n" if i != cut else b""))
+                        self.wfile.flush()
+                        time.sleep(0.02)
+                except OSError:
+                    return
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/stream.mjpg"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("with_length", [True, False])
+def test_a_jpeg_cut_short_in_an_mjpeg_stream_is_a_damaged_frame_not_a_patched_one(with_length):
+    server = CountingMjpegServer(with_length=with_length)
+    try:
+        source = open_source(server.url)
+        source.open()
+        levels = []
+        with pytest.raises(SignalLost):
+            while True:
+                image = source.read()
+                levels.append(int(round(float(image.mean()))))
+                time.sleep(0.005)  # slower than nothing, faster than the server: every frame is read
+        source.close()
+    finally:
+        server.close()
+    # Every whole part is shown, in order; the short part and the one the stream ended in are
+    # skipped and counted, never shown as a picture patched from another frame.
+    assert levels == [20 * (i + 1) for i in range(8) if i != 3]
+    assert source.corrupt_frames == 2
