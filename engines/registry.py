@@ -54,11 +54,13 @@ def _int8_model(model_path: str | Path) -> Path:
 
 
 def load_backend(model_path: str | Path, backend: str = "auto", threads: int = 0, precision: str = "auto",
-                 server: str | None = None, triton_model: str = MODEL_NAME, server_timeout: float = 1.0) -> Backend:
+                 server: str | None = None, triton_model: str = MODEL_NAME, server_timeout: float = 1.0,
+                 server_wait: float = 0.0, notify=None) -> Backend:
     """Load ``model_path`` with the chosen backend and precision.
 
     ``backend="triton"`` connects to the Triton server at ``server`` instead; the model's spec comes
-    from the server, and ``model_path``'s sidecar is only a fallback for servers that carry none.
+    from the server, and ``model_path``'s sidecar is only a fallback for servers that carry none;
+    ``server_wait`` seconds are given to a server still starting or loading (``notify`` says so).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
@@ -69,7 +71,8 @@ def load_backend(model_path: str | Path, backend: str = "auto", threads: int = 0
         if not server:
             raise ValueError("--backend triton needs --server grpc://HOST:PORT (the server's gRPC endpoint)")
         fallback = ModelSpec.load(model_path) if ModelSpec.sidecar_path(model_path).is_file() else None
-        return TritonBackend(server, triton_model, timeout=server_timeout, fallback_spec=fallback)
+        return TritonBackend(server, triton_model, timeout=server_timeout, fallback_spec=fallback, wait=server_wait,
+                             notify=notify)
     if name == "onnxruntime":
         from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend
         if precision == "int8" and ".int8" not in Path(model_path).suffixes:

@@ -31,6 +31,7 @@ from polyp_live.engines.triton_wire import (INPUT_NAME, INPUT_TRITON_TYPE, MODEL
 REJECTED = ("StatusCode.INVALID_ARGUMENT", "StatusCode.UNIMPLEMENTED", "StatusCode.OUT_OF_RANGE")
 LOST_STATUS = "inference server lost, reconnecting"
 BACKOFF_FIRST, BACKOFF_MAX = 0.25, 4.0
+UNKNOWN_GRACE_S = 5.0  # a server up from the first look may register its model a moment later
 
 
 def parse_server(url: str) -> str:
@@ -60,12 +61,16 @@ class TritonBackend:
         timeout: seconds a request (or a start-up check) may take before it counts as lost.
         fallback_spec: used when the server's model config carries no ``polyp_live_spec``
             (a repository written by hand); it must match the served input size.
+        wait: seconds to wait at start for a server that is still starting or a model that is
+            still loading (a room started together with its server); a model the server does not
+            have at all fails at once.
+        notify: called once with a line saying what it waits for.
     """
 
     wants_uint8 = True
 
     def __init__(self, server: str, model_name: str = MODEL_NAME, timeout: float = 1.0,
-                 fallback_spec: ModelSpec | None = None):
+                 fallback_spec: ModelSpec | None = None, wait: float = 0.0, notify=None):
         try:
             import tritonclient.grpc as grpcclient
             from tritonclient.utils import InferenceServerException
@@ -85,6 +90,7 @@ class TritonBackend:
         self._lost = False
         self._client = grpcclient.InferenceServerClient(self.address)
         try:
+            self._wait_until_ready(wait, notify)
             self.spec = self._fetch_spec(fallback_spec)
         except BaseException:
             self.close()
@@ -94,12 +100,58 @@ class TritonBackend:
         self._input = grpcclient.InferInput(INPUT_NAME, [1, h, w, 3], INPUT_TRITON_TYPE)
         self._output = grpcclient.InferRequestedOutput(OUTPUT_NAME)
 
+    def _model_state(self) -> str:
+        """``"ready"``, ``"unknown"`` (the server is up and does not have the model, or not yet) or
+        ``"unreachable"`` (no answer, or the server itself is still starting)."""
+        try:
+            if not self._client.is_server_live(client_timeout=self.timeout):
+                return "unreachable"
+            if self._client.is_model_ready(self.model_name, client_timeout=self.timeout):
+                return "ready"
+            self._client.get_model_metadata(self.model_name, client_timeout=self.timeout)
+            return "loading"  # known to the server, not ready yet
+        except self._server_error as exc:
+            if "unknown model" in str(exc).lower():
+                return "unknown"
+            return "unreachable"
+
+    def _wait_until_ready(self, wait: float, notify) -> None:
+        """Wait up to ``wait`` s for a server still starting or a model still loading.
+
+        A server that answers from the first look and lacks the model is given a short grace
+        (PyTriton registers its model a moment after the server comes up), then named at once; one
+        seen starting during the wait gets the whole wait to register it.
+        """
+        where = f"inference server {self.address}"
+        start = time.monotonic()
+        deadline = start + max(0.0, wait)
+        announced = seen_starting = False
+        while True:
+            state = self._model_state()
+            if state == "ready":
+                return
+            now = time.monotonic()
+            seen_starting = seen_starting or state == "unreachable"
+            if state == "unknown" and (now >= deadline or (not seen_starting and now - start >= UNKNOWN_GRACE_S)):
+                raise ServerUnreachableError(f"{where} has no model {self.model_name!r}; check --triton-model "
+                                             f"(polyp-live-serve serves {MODEL_NAME!r} unless told otherwise)")
+            if now >= deadline:
+                if state == "loading":
+                    raise ServerUnreachableError(f"model {self.model_name!r} on {where} is still loading after "
+                                                 f"{wait:g} s; wait for the server or raise --server-wait")
+                return  # unreachable: _fetch_spec names it
+            if not announced and notify is not None and state != "unknown":
+                what = "to load model" if state == "loading" else "to start and serve model"
+                notify(f"waiting up to {wait:g} s for {where} {what} {self.model_name!r}")
+                announced = True
+            time.sleep(min(0.5, max(0.0, deadline - now)))
+
     def _fetch_spec(self, fallback: ModelSpec | None) -> ModelSpec:
         where = f"inference server {self.address}"
         try:
             if not self._client.is_model_ready(self.model_name, client_timeout=self.timeout):
-                raise ServerUnreachableError(f"{where} does not serve a ready model {self.model_name!r}; "
-                                             "check --triton-model or the server's log")
+                raise ServerUnreachableError(f"model {self.model_name!r} on {where} is not ready; see the server's "
+                                             "log")
             config = self._client.get_model_config(self.model_name, as_json=True,
                                                    client_timeout=self.timeout)["config"]
         except self._server_error as exc:

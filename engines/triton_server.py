@@ -24,6 +24,7 @@ import numpy as np
 
 from polyp_live.engines.base import Backend
 from polyp_live.engines.errors import BackendUnavailableError, ServeError
+from polyp_live.engines.orphan_guard import OrphanGuard
 from polyp_live.engines.preprocess import normalize
 from polyp_live.engines.triton_wire import (INPUT_DTYPE, INPUT_NAME, MODEL_NAME, OUTPUT_DTYPE, OUTPUT_NAME,
                                             SPEC_PARAMETER, spec_to_parameter)
@@ -139,6 +140,8 @@ class ModelServer:
         self.log_path = None if config.verbose else Path(tempfile.gettempdir()) / f"polyp-live-serve-{config.grpc_port}.log"
         self._saved_library_path: str | None = None
         self._patched_env = False
+        # Ends tritonserver and its stub if this process is killed outright (they would hold the ports).
+        self._guard = OrphanGuard()
 
     # ---- endpoints ---------------------------------------------------------------------------
 
@@ -210,6 +213,7 @@ class ModelServer:
                                batcher=DynamicBatcher(max_queue_delay_microseconds=cfg.max_queue_delay_us)),
             strict=True)
         self._attach_spec(spec_to_parameter(spec))
+        self._guard.start()
         try:
             self._triton.run()
         except Exception as exc:  # PyTriton raises its own types for a server that will not start
@@ -284,6 +288,7 @@ class ModelServer:
             pass
         finally:
             self._triton = None
+            self._guard.stop()
             if self.backend is not None:
                 self.backend.close()
                 self.backend = None

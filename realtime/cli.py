@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("--triton-model", default="polyp", metavar="NAME", help="model name on the server (default polyp)")
     mod.add_argument("--server-timeout", type=options.positive, default=1.0, metavar="S",
                      help="seconds before a server request counts as lost (default 1.0)")
+    mod.add_argument("--server-wait", type=options.non_negative, default=60.0, metavar="S",
+                     help="at start, seconds to wait for a server that is still starting or loading its model "
+                          "(default 60)")
     seg = p.add_argument_group("segmentation")
     seg.add_argument("--roi", type=options.roi, default="auto", metavar="ROI", help="field of view: auto, full or x,y,w,h (default auto)")
     seg.add_argument("--smoothing", default="confidence", choices=SMOOTHING_MODES, help="temporal smoothing (default confidence)")
@@ -210,7 +213,8 @@ def _main(argv: list[str] | None, signals: SignalGuard) -> int:
         signals.check()
         backend = load_backend(args.model, args.backend, threads=args.threads, precision=args.precision,
                                server=args.server, triton_model=args.triton_model,
-                               server_timeout=args.server_timeout)
+                               server_timeout=args.server_timeout, server_wait=args.server_wait,
+                               notify=lambda line: console.print(escape(line), highlight=False))
         signals.check()
         options.check_threshold_low(args.threshold_low, args.threshold if args.threshold is not None
                                     else backend.spec.threshold)

@@ -13,6 +13,14 @@ class OutputError(PolypLiveError):
     """A recording, mask folder or stats file cannot be written."""
 
 
+class InferenceLost(PolypLiveError):
+    """File mode: the inference server stayed unreachable past the reconnect timeout.
+
+    A file is annotated frame by frame; pushing the rest through unannotated would finish "successfully"
+    with frames the model never saw, so the run stops instead (the recording so far is finalised).
+    """
+
+
 class StageError(PolypLiveError):
     """A pipeline stage failed; carries the stage name."""
 

@@ -32,7 +32,7 @@ import cv2
 from polyp_live.engines.base import Backend
 from polyp_live.engines.errors import InferenceUnavailable, ModelOutputError
 from polyp_live.realtime.config import PipelineConfig
-from polyp_live.realtime.errors import OutputError, SourceError, StageError
+from polyp_live.realtime.errors import InferenceLost, OutputError, SourceError, StageError
 from polyp_live.realtime.output import Annotation, AnnotationSlot, ModelInfo, OutputStage, describe_backend
 from polyp_live.realtime.queues import END, RESET, WAIT, NewestQueue, put_blocking
 from polyp_live.realtime.recorder import check_masks_folder, check_record_path, check_writable_dir
@@ -249,18 +249,36 @@ class Pipeline:
                     return
                 continue
             frame, prepared = item
-            t = time.perf_counter()
-            try:
-                raw = self.backend.infer(prepared.batch)
-            except InferenceUnavailable:
-                self.stats.count("annotations_lost")
-                raw = None
-            seconds = time.perf_counter() - t
-            if raw is not None:
-                self.stats.record("inference", seconds)
-                self.stats.count("inferred")
+            raw, seconds = self._infer_waiting(prepared)
+            if raw is None:
+                return  # stopped while the server was away
+            self.stats.record("inference", seconds)
+            self.stats.count("inferred")
             if not put_blocking(self.results_q, (frame, prepared, raw, seconds), self.stop):
                 return
+
+    def _infer_waiting(self, prepared):
+        """File mode: the model's answer for one frame, waiting out a lost inference server.
+
+        Every frame of a file is annotated: while the server is away the frame waits (the HUD says
+        so) for up to ``--reconnect-timeout`` seconds, then the run stops with :class:`InferenceLost`.
+        Returns (probabilities, seconds), or (None, 0) when the pipeline stopped meanwhile.
+        """
+        lost_since = None
+        limit = self.config.source.reconnect_timeout
+        while not self.stop.is_set():
+            t = time.perf_counter()
+            try:
+                return self.backend.infer(prepared.batch), time.perf_counter() - t
+            except InferenceUnavailable as exc:
+                now = time.monotonic()
+                lost_since = lost_since if lost_since is not None else now
+                if now - lost_since > limit:
+                    raise InferenceLost(f"inference server lost for more than {limit:g} s (--reconnect-timeout) "
+                                        f"in file mode ({exc}); every frame of a file is annotated, so the run "
+                                        "stopped; the recording holds the frames annotated so far") from None
+                self.stop.wait(WAIT)
+        return None, 0.0
 
     def _drain_masks(self) -> None:
         while True:

@@ -417,3 +417,100 @@ def wait_for(condition, proc: subprocess.Popen, what: str, limit: float = 120.0)
         if time.monotonic() > deadline:
             raise AssertionError(f"no {what} within {limit:g} s")
         time.sleep(0.1)
+
+
+def ports_free(ports) -> bool:
+    for port in ports:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def serve_python_or_skip() -> str:
+    python = serve_python()
+    if python is None:
+        pytest.skip("no interpreter with a working PyTriton (needs the [serve] extra and numpy<2); "
+                    "set POLYP_LIVE_SERVE_PYTHON")
+    return python
+
+
+@pytest.mark.serve
+def test_killing_the_server_outright_frees_its_ports_and_a_restart_works_at_once(tmp_path, served_model):
+    own = ServerProcess(serve_python_or_skip(), served_model, tmp_path)
+    own.start()
+    try:
+        os.kill(own.proc.pid, signal.SIGKILL)  # the server process alone: its Triton is not told
+        own.proc.wait(30)
+        deadline = time.monotonic() + 15  # the guard ends Triton and its stub within a few seconds
+        while not ports_free(own.ports.values()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ports_free(own.ports.values()), "Triton still holds the killed server's ports"
+        own.start()  # the same ports, straight away
+        with TritonBackend(own.url, timeout=5.0) as backend:
+            assert backend.infer(np.full((32, 32, 3), 200, np.uint8)).mean() > 0.5
+    finally:
+        own.kill()
+
+
+@pytest.mark.serve
+def test_a_room_started_before_its_server_waits_for_it_then_runs(tmp_path, served_model):
+    own = ServerProcess(serve_python_or_skip(), served_model, tmp_path)
+    clip = write_video(tmp_path / "clip.mp4", count=20)
+    client = subprocess.Popen(
+        [sys.executable, "-m", "polyp_live.realtime.cli", "--headless", "--quiet", "--source", str(clip),
+         "--server", own.url, "--server-wait", "200", "--stats-json", str(tmp_path / "s.json")],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        own.start()
+        out, err = client.communicate(timeout=300)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        own.kill()
+    assert client.returncode == 0, err
+    assert "waiting up to 200 s for inference server" in " ".join((out + err).split())
+    assert json.loads((tmp_path / "s.json").read_text())["counters"]["inferred"] == 20
+
+
+@pytest.mark.serve
+def test_a_model_the_server_does_not_have_is_named_at_once(capsys, tmp_path, server):
+    clip = write_video(tmp_path / "clip.mp4", count=5)
+    started = time.monotonic()
+    code, err = run_cli(capsys, "--source", str(clip), "--server", server.url, "--triton-model", "nope",
+                        "--server-wait", "60")
+    assert code == 1 and "has no model 'nope'" in err and "--triton-model" in err and "waiting" not in err
+    assert time.monotonic() - started < 30  # not the whole --server-wait
+
+
+@pytest.mark.serve
+def test_file_mode_stops_with_exit_1_when_the_server_stays_lost(tmp_path, served_model):
+    own = ServerProcess(serve_python_or_skip(), served_model, tmp_path)
+    own.start()
+    clip = write_video(tmp_path / "clip.mp4", count=3000)
+    masks, out, stats_path = tmp_path / "masks", tmp_path / "out.mp4", tmp_path / "stats.json"
+    client = subprocess.Popen(
+        [sys.executable, "-m", "polyp_live.realtime.cli", "--headless", "--quiet", "--source", str(clip),
+         "--server", own.url, "--server-timeout", "1", "--reconnect-timeout", "3", "--record", str(out),
+         "--save-masks", str(masks), "--stats-json", str(stats_path)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: masks.is_dir() and len(list(masks.glob("*.png"))) >= 20, client, "the first annotations")
+        own.kill()
+        _, err = client.communicate(timeout=120)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        own.kill()
+    err = " ".join(err.split())
+    assert client.returncode == 1 and "inference server lost for more than 3 s" in err, err
+    frames, _, _ = decode(out)
+    masks_written = len(list(masks.glob("*.png")))
+    # Nothing was pushed through unannotated: every recorded frame had its mask.
+    assert 20 <= len(frames) < 3000 and masks_written == len(frames)
