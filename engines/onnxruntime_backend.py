@@ -51,6 +51,10 @@ class OnnxRuntimeBackend:
             self.session = ort.InferenceSession(str(path), options, providers=wanted)
         except Exception as exc:  # ORT raises its own exception types per failure
             first = str(exc).strip().splitlines()[0][:200]
+            if isinstance(exc, MemoryError) or any(w in str(exc) for w in ("bad_alloc", "Failed to allocate",
+                                                                            "out of memory")):
+                raise ModelLoadError(f"not enough memory to load model {path} ({first}); close other programs or "
+                                     "raise the memory limit (ulimit -v)") from None
             raise ModelLoadError(f"model file {path} is not a loadable ONNX model ({first}); "
                                  "export it with polyp-live export") from None
         inputs = self.session.get_inputs()

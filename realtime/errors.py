@@ -27,6 +27,8 @@ class StageError(PolypLiveError):
     def __init__(self, stage: str, exc: BaseException):
         self.stage, self.exc = stage, exc
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, MemoryError):
+            detail = "out of memory; close other programs, lower the source resolution or raise the memory limit"
         super().__init__(f"{stage} stage failed: {detail}" if not isinstance(exc, PolypLiveError) else detail)
 
 

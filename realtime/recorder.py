@@ -247,7 +247,13 @@ class VideoRecorder:
     def _fail(self, exc: BaseException) -> None:
         reason = getattr(exc, "errno", None)
         self._disk_full = reason in (errno.ENOSPC, errno.EDQUOT)
-        self._detail = os.strerror(reason) if isinstance(reason, int) and reason > 0 else str(exc)
+        if isinstance(exc, MemoryError) or reason == errno.ENOMEM:
+            self._detail = "out of memory"
+        elif type(exc).__module__.startswith("av"):
+            # FFmpeg's own words: its AVERROR codes are no errno (AVERROR_EXTERNAL read as "Unknown error 542398533").
+            self._detail = f"FFmpeg: {getattr(exc, 'strerror', None) or exc}"
+        else:
+            self._detail = os.strerror(reason) if isinstance(reason, int) and reason > 0 else str(exc)
         self.error = OutputError(self._failure_message(self.frames))
 
     def _failure_message(self, frames: int, kept: str = "") -> str:

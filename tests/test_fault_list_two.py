@@ -160,3 +160,29 @@ def test_a_tool_error_naming_a_path_with_a_newline_stays_one_line(tmp_path, caps
     code = interpolate.main(["--models", str(bad), str(bad), "--alpha", "0.5", "--out", str(tmp_path / "o.onnx")])
     err = capsys.readouterr().err
     assert code != 0 and err.count("\n") == 1 and "bad\\nname." in err
+
+
+def test_out_of_memory_while_loading_a_model_says_so(monkeypatch, brightness_model):
+    import onnxruntime
+    from polyp_live.engines.errors import ModelLoadError
+    from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend
+
+    def no_memory(*_args, **_kwargs):
+        raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Exception during initialization: std::bad_alloc")
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", no_memory)
+    with pytest.raises(ModelLoadError, match="not enough memory to load model .*bright.onnx.*ulimit"):
+        OnnxRuntimeBackend(brightness_model)
+
+
+def test_a_stage_that_runs_out_of_memory_is_named_so_and_ffmpeg_errors_by_ffmpeg():
+    import av
+    from polyp_live.realtime.errors import StageError
+    assert "out of memory" in str(StageError("inference", MemoryError()))
+    from polyp_live.realtime.recorder import VideoRecorder
+    recorder = VideoRecorder.__new__(VideoRecorder)  # only the failure wording is under test
+    recorder.frames, recorder.path = 12, "out.mp4"
+    recorder._fail(av.error.ExternalError(-542398533, "Generic error in an external library"))
+    message = str(recorder.error)
+    assert "FFmpeg: Generic error in an external library" in message and "Unknown error" not in message
+    assert "after 12 frames" in message
