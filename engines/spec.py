@@ -79,7 +79,7 @@ class ModelSpec:
         try:
             data = json.loads(path.read_text())
         except (ValueError, OSError) as exc:
-            raise ModelSpecError(f"model sidecar {path} is not readable JSON ({exc}); re-export the model") from None
+            raise ModelSpecError(f"model sidecar {path} is invalid: not readable JSON ({exc}); re-export the model") from None
         if not isinstance(data, dict):
             raise ModelSpecError(f"model sidecar {path} must hold a JSON object; re-export the model")
         known = {f.name for f in fields(cls)}

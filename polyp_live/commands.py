@@ -42,6 +42,7 @@ COMMANDS: dict[str, Command] = {
     "make-demo": Command("polyp_live.tools.make_demo_clip", "build the bundled demo clip from test images"),
     "make-sequence": Command("polyp_live.tools.make_sequence",
                              "a dataset split as a video-like sequence with true masks (for evaluate-video)"),
+    "report": Command("polyp_live.tools.report", "rebuild a run's procedure report page from its --stats-json"),
     "make-figures": Command("polyp_live.tools.make_figures", "the PNG figures under docs/", "train"),
 }
 

@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write the annotated video here: H.264 in .mp4, .mkv or .mov, true timestamps")
     out.add_argument("--save-masks", default=None, metavar="DIR", help="write one PNG mask per frame into DIR")
     out.add_argument("--stats-json", default=None, metavar="PATH", help="write the timing summary as JSON")
+    out.add_argument("--report", default=None, metavar="PATH",
+                     help="write the procedure report at the end of the run (also on Ctrl+C, SIGTERM or a lost source): "
+                          "PATH.html a self-contained page (appearances, thumbnails, timeline, figures), PATH.json the "
+                          "same as data")
+    out.add_argument("--appearance-gap", type=options.non_negative, default=0.5, metavar="S",
+                     help="a polyp appearance survives this many seconds without its region (default 0.5)")
     out.add_argument("--snapshot-dir", default=".", metavar="DIR", help="where the s key saves snapshots")
     out.add_argument("--quiet", action="store_true", help="no live table in the terminal")
     out.add_argument("--verbose", action="store_true", help="also show OpenCV's and FFmpeg's own log messages")
@@ -119,8 +125,8 @@ def make_config(args: argparse.Namespace, display: bool) -> PipelineConfig:
         render=RenderConfig(style=args.overlay, hud=not args.no_hud, max_annotation_age_ms=args.max_annotation_age,
                             motion_shift=args.motion_shift),
         output=OutputConfig(record=args.record, save_masks=args.save_masks, stats_json=args.stats_json,
-                            snapshot_dir=args.snapshot_dir),
-        display=display, quiet=args.quiet)
+                            snapshot_dir=args.snapshot_dir, report=args.report),
+        appearance_gap_s=args.appearance_gap, display=display, quiet=args.quiet)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,10 +212,15 @@ def _main(argv: list[str] | None, signals: SignalGuard) -> int:
         source = open_source(args.source, args.fps, config.source.max_consecutive_corrupt)
         # Before anything is written: an output must never replace what this run reads.
         options.refuse_overwriting_inputs(
-            {"--record": args.record, "--save-masks": args.save_masks, "--stats-json": args.stats_json},
+            {"--record": args.record, "--save-masks": args.save_masks, "--stats-json": args.stats_json,
+             "--report": args.report},
             source.input_paths(), [Path(args.model), ModelSpec.sidecar_path(args.model)])
         if args.stats_json:
             options.check_stats_path(args.stats_json)
+        if args.report:
+            if Path(args.report).suffix.lower() not in (".html", ".htm", ".json"):
+                raise UsageError(f"--report {args.report} must end in .html (a page) or .json (data)")
+            options.check_stats_path(args.report, "--report", "report.html")
         signals.check()
         backend = load_backend(args.model, args.backend, threads=args.threads, precision=args.precision,
                                server=args.server, triton_model=args.triton_model,

@@ -71,6 +71,7 @@ class OutputConfig:
     record_crf: int = 23
     record_gop_s: float = 1.0      # keyframe (and MP4 fragment) interval: what a killed process can lose
     record_queue: int = 32         # frames waiting for the encoder thread before the video path drops one
+    report: str | None = None      # --report: the procedure report, .html or .json, written at the end of every run
 
 
 @dataclass(frozen=True)
@@ -94,5 +95,6 @@ class PipelineConfig:
     decision: DecisionConfig | dict | None = None
     performance: PerformanceConfig = field(default_factory=PerformanceConfig)
     queue_size: int = 2            # small: a file's frames wait less between stages
+    appearance_gap_s: float = 0.5  # an appearance survives this long without its region
     display: bool = False
     quiet: bool = False

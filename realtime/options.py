@@ -159,18 +159,19 @@ def refuse_overwriting_inputs(outputs: dict[str, str | None], source_paths: list
                              "choose a folder outside it")
 
 
-def check_stats_path(value: str) -> None:
-    """Refuse a ``--stats-json`` path that is a folder (exit 2) or cannot be written (exit 1)."""
+def check_stats_path(value: str, option: str = "--stats-json", example: str = "stats.json") -> None:
+    """Refuse an output file path (``--stats-json``, ``--report``) that is a folder (exit 2) or cannot be
+    written (exit 1)."""
     path = Path(value).expanduser()
     if path.is_dir():
-        raise UsageError(f"--stats-json {value} is a folder; give a file name such as {path / 'stats.json'}")
+        raise UsageError(f"{option} {value} is a folder; give a file name such as {path / example}")
     existed = path.exists() or path.is_symlink()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a"):
             pass
     except OSError as exc:
-        raise OutputError(f"--stats-json {value} cannot be written ({exc.strerror}); choose another path") from None
+        raise OutputError(f"{option} {value} cannot be written ({exc.strerror}); choose another path") from None
     if not existed:
         path.unlink(missing_ok=True)
 

@@ -103,7 +103,7 @@ class OutputStage:
     """
 
     def __init__(self, config: PipelineConfig, stats: PipelineStats, view: LiveView, model: ModelInfo,
-                 fps: float, live: bool, status=lambda: ""):
+                 fps: float, live: bool, status=lambda: "", appearance=lambda: ""):
         self.config = config
         self.stats = stats
         self.view = view
@@ -111,6 +111,7 @@ class OutputStage:
         self.fps = fps
         self.live = live
         self.status = status
+        self.appearance = appearance  # the current polyp appearance for the HUD ("#3 2.4 s", or "")
         self.recorder: VideoRecorder | None = None
         self.masks = MaskWriter(config.output.save_masks) if config.output.save_masks else None
         self._t0: float | None = None
@@ -157,7 +158,7 @@ class OutputStage:
             hud = HudInfo(self.stats.rolling_fps(), self.stats.rolling_ms("video_delay"),
                           1000 * (t - drawn.arrival) if drawn is not None else None, self._inference_ms,
                           self.model.model, self.model.precision, self.model.backend, state, self.status(),
-                          stale_ms)
+                          stale_ms, self.appearance() if present else "")
             draw_hud(canvas, hud, present, self._last_roi)
         t_render = time.perf_counter()
         if cfg.output.record:

@@ -31,10 +31,12 @@ import cv2
 
 from polyp_live.engines.base import Backend
 from polyp_live.engines.errors import InferenceUnavailable, ModelOutputError
+from polyp_live.realtime.appearances import AppearanceTracker, regions_of, tracker_summary
 from polyp_live.realtime.config import PipelineConfig
 from polyp_live.realtime.errors import InferenceLost, OutputError, SourceError, StageError
 from polyp_live.realtime.output import Annotation, AnnotationSlot, ModelInfo, OutputStage, describe_backend
 from polyp_live.realtime.queues import END, RESET, WAIT, NewestQueue, put_blocking
+from polyp_live.realtime.report import write_report
 from polyp_live.realtime.recorder import check_masks_folder, check_record_path, check_writable_dir
 from polyp_live.realtime.segmenter import Segmenter
 from polyp_live.realtime.sources import Frame, FrameSource, SignalLost, reconnect
@@ -68,6 +70,8 @@ class Pipeline:
         self.live = source.live or config.source.realtime
         self.view = LiveView(source.live, self.stop)
         self.segmenter = Segmenter(backend, config)
+        # Fed by the one stage that has each frame's result in order: inference (live) or render (file).
+        self.tracker = AppearanceTracker(config.appearance_gap_s)
         self._threads: list[threading.Thread] = []
         self._inference_done = threading.Event()
         if self.live:
@@ -92,6 +96,14 @@ class Pipeline:
     def recorder(self):
         """The recorder once the first frame was rendered (None before, or without --record)."""
         return self.output.recorder if self.output is not None else None
+
+    def appearance_label(self) -> str:
+        """The current appearance for the HUD: its number and age at the newest tracked frame."""
+        current = self.tracker.current()
+        if current is None or self.tracker.last_time is None:
+            return ""
+        ident, first = current
+        return f"#{ident} {max(0.0, self.tracker.last_time - first):.1f} s"
 
     def status(self) -> str:
         """The state line for the HUD and console: signal loss, or an inference server reconnecting."""
@@ -225,8 +237,11 @@ class Pipeline:
                 if item is RESET:
                     self.segmenter.reset()
                     self.latest.clear()
+                    self.tracker.end_all("signal lost")
                     continue
                 annotation = self._segment(item)
+                if annotation is not None:
+                    self._track(item, annotation.result)
                 if annotation is None:
                     self.latest.clear("lost")
                     self.stop.wait(WAIT)  # do not hammer an unreachable server; the newest frame waits
@@ -280,6 +295,12 @@ class Pipeline:
                 self.stop.wait(WAIT)
         return None, 0.0
 
+    def _track(self, frame: Frame, result) -> None:
+        """Feed the appearance tracker: a live frame at its capture time, a file's at its place in the file."""
+        when = frame.arrival - self.stats.started if self.source.live else frame.source_index / (self.source.fps or 30.0)
+        self.tracker.update(frame.index, when, regions_of(result), result.decision.candidate, result.decision.score,
+                            frame.image, result.reset)
+
     def _drain_masks(self) -> None:
         while True:
             try:
@@ -311,6 +332,7 @@ class Pipeline:
             if item is RESET:
                 if not self.live:
                     self.segmenter.reset_complete()
+                    self.tracker.end_all("signal lost")
                 continue
             if self.live:
                 annotation, state = self.latest.get()
@@ -323,6 +345,7 @@ class Pipeline:
                 if raw is not None:
                     result = self.segmenter.complete(prepared, raw, seconds)
                     self.stats.record("postprocess", result.timings["postprocess"])
+                    self._track(frame, result)
                     annotation = Annotation.of(frame, result)
                 self.output.emit(frame, annotation, "" if annotation is not None else "lost")
         if self.live and self.config.output.save_masks:
@@ -337,8 +360,9 @@ class Pipeline:
             cv2.setNumThreads(perf.opencv_threads)  # process-wide: our threads are the parallelism
         self.source.open()
         self.output = OutputStage(self.config, self.stats, self.view, self.model, self.source.fps, self.live,
-                                  self.status)
-        self.stats.info.update({"source": self.source.description, "source_fps": self.source.fps,
+                                  self.status, self.appearance_label)
+        from polyp_live import __version__
+        self.stats.info.update({"version": __version__, "source": self.source.description, "source_fps": self.source.fps,
                                 "source_size": list(self.source.size), "backend": self.model.backend,
                                 "model": self.model.model, "precision": self.model.precision,
                                 "mode": "live" if self.live else "file",
@@ -382,6 +406,13 @@ class Pipeline:
             if recorder is not None:
                 self.stats.info["recording"] = {"path": str(recorder.path), "frames": recorder.frames,
                                                 "fps": recorder.fps, "finalised": recorder.finalised}
+            self.stats.extra["appearances"] = tracker_summary(self.tracker)
+            if self.config.output.report:
+                try:
+                    write_report(self.stats.summary(), self.config.output.report)
+                except OSError as exc:
+                    self.errors.put(OutputError(f"cannot write --report {self.config.output.report} "
+                                                f"({exc.strerror}); choose another path"))
             if self.config.output.stats_json:
                 try:
                     self.stats.write_json(self.config.output.stats_json)

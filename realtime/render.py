@@ -41,6 +41,7 @@ class HudInfo:
     annotation: str = ""
     message: str = ""
     stale_ms: float | None = None   # age of the newest mask when it is too old to draw
+    appearance: str = ""            # the current polyp appearance, e.g. "#3 2.4 s"
 
 
 _local = threading.local()
@@ -114,7 +115,7 @@ def draw_hud(image: np.ndarray, hud: HudInfo, present: bool, roi: tuple[int, int
     elif hud.annotation == "waiting":
         label, colour = "waiting for model", (160, 160, 160)
     elif present:
-        label, colour = "POLYP", (0, 0, 255)
+        label, colour = f"POLYP {hud.appearance}".strip(), (0, 0, 255)
     else:
         label, colour = "no polyp", (160, 160, 160)
     annot = f"{hud.annotation_delay_ms:.0f} ms" if hud.annotation_delay_ms is not None else "-"

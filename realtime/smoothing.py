@@ -8,6 +8,8 @@ lags less behind camera motion than a plain EMA.
 
 from __future__ import annotations
 
+from collections import deque
+
 import cv2
 import numpy as np
 
@@ -68,18 +70,34 @@ class Hysteresis:
 
 
 class SceneCutDetector:
-    """Flags a cut when a 32x32 grey thumbnail changes by more than ``threshold`` on average."""
+    """Flags a cut when a 32x32 grey thumbnail changes by more than ``threshold`` on average, or by more
+    than ``relative`` times the median change of the recent frames (and at least ``floor``).
 
-    def __init__(self, threshold: float = 40.0):
-        self.threshold = threshold
+    The relative test finds a cut between two pictures of similar brightness (two polyp stills in a
+    row changed the thumbnail by 20, under the absolute 40) while fast camera motion, which raises
+    the recent median, does not count as one.
+    """
+
+    def __init__(self, threshold: float = 40.0, relative: float = 8.0, floor: float = 15.0, window: int = 30):
+        self.threshold, self.relative, self.floor = threshold, relative, floor
         self.previous: np.ndarray | None = None
+        self.recent: deque[float] = deque(maxlen=window)
 
     def reset(self) -> None:
         self.previous = None
+        self.recent.clear()
 
     def __call__(self, frame: np.ndarray) -> bool:
         thumb = cv2.cvtColor(cv2.resize(frame, (32, 32), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
         thumb = thumb.astype(np.float32)
-        cut = self.previous is not None and float(np.mean(np.abs(thumb - self.previous))) > self.threshold
+        cut = False
+        if self.previous is not None:
+            change = float(np.mean(np.abs(thumb - self.previous)))
+            typical = float(np.median(self.recent)) if len(self.recent) >= 5 else None
+            cut = change > self.threshold or (typical is not None and change > self.floor
+                                              and change > self.relative * max(typical, 0.5))
+            self.recent.append(change)
+            if cut:
+                self.recent.clear()
         self.previous = thumb
         return cut

@@ -97,6 +97,7 @@ class PipelineStats:
         self.cpu_s: dict[str, float] = {}   # thread CPU time per stage (time.thread_time)
         self._first_out: float | None = None  # the last one is _out_times[-1]
         self._cpu0 = time.process_time()
+        self.extra: dict[str, object] = {}  # further sections of the summary (the appearances)
 
     def record(self, stage: str, seconds: float) -> None:
         with self._lock:
@@ -158,7 +159,7 @@ class PipelineStats:
                 "fps": out / elapsed if elapsed > 0 else 0.0,
                 "output_fps": (out - 1) / span if span > 0 else 0.0,
                 "inference_hz": counters["inferred"] * (out - 1) / out / span if span > 0 and out else 0.0,
-                "process_cpu_s": process_cpu, "cpu": cpu_use, "info": dict(self.info)}
+                "process_cpu_s": process_cpu, "cpu": cpu_use, "info": dict(self.info), **self.extra}
 
     def live_table(self) -> Table:
         """The table the terminal shows while running."""

@@ -6,6 +6,7 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 
 from polyp_live.tools import evaluate_video
 
@@ -89,3 +90,32 @@ def test_make_sequence_writes_whole_sequences_and_leaves_nothing_when_a_still_is
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "s2" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "seq"]  # no half sequence, no partial
+
+
+def test_appearances_are_scored_against_a_sequence_with_known_truth(tmp_path, brightness_model):
+    # Two true polyps (frames 0-19 and 40-59) and, in between, one frame with a bright patch the truth
+    # does not mark: a false appearance. At 30 FPS the sequence lasts 70 frames = 2.33 s.
+    frames, masks = tmp_path / "frames", tmp_path / "masks"
+    frames.mkdir(), masks.mkdir()
+    texture = np.random.default_rng(0).integers(30, 90, (120, 160, 3), dtype=np.uint8)
+    for i in range(70):
+        frame, truth = texture.copy(), np.zeros((120, 160), np.uint8)
+        if i < 20 or 40 <= i < 60:
+            cv2.circle(frame, (60 + (i % 20), 60), 24, (230, 230, 230), -1)
+            cv2.circle(truth, (60 + (i % 20), 60), 24, 255, -1)
+        if i == 25:
+            cv2.rectangle(frame, (110, 80), (150, 115), (235, 235, 235), -1)
+        cv2.imwrite(str(frames / f"{i:04d}.png"), frame)
+        cv2.imwrite(str(masks / f"{i:04d}.png"), truth)
+    rc = evaluate_video.main(["--source", str(frames), "--masks", str(masks), "--model", str(brightness_model),
+                              "--modes", "none", "--persistence", "3/3", "--roi", "full", "--out", str(tmp_path / "o")])
+    assert rc == 0
+    rows = {r["variant"]: r for r in json.loads((tmp_path / "o" / "video_eval.json").read_text())["results"]}
+    single, late = rows["single frame"], rows["confidence 3/3"]
+    assert (single["true_polyps"], single["true_polyps_found"], single["appearances"]) == (2, 2, 3)
+    assert single["false_appearances"] == 1
+    assert single["false_appearances_per_minute"] == pytest.approx(1 / (70 / 30 / 60))
+    assert single["median_time_to_first_detection_s"] == 0.0
+    # Persistence 3/3 shows each polyp two frames late and never the one-frame patch.
+    assert (late["true_polyps_found"], late["false_appearances"]) == (2, 0)
+    assert late["median_time_to_first_detection_s"] == pytest.approx(2 / 30)

@@ -95,6 +95,8 @@ def main(argv=None) -> int:
     table = Table(title=escape(f"{model} on {args.source} ({rows[0]['frames']} frames)"))
     columns = ["variant", "persistence"] + (["Dice (polyp frames)", "detected", "false alarms"] if truth else
                                             ["present"]) + ["toggles/100", "flicker" if truth else "raw flicker"]
+    columns += ["appearances", "polyps found", "false app./min", "first detection"] if truth else \
+        ["appearances", "app./min"]
     for c in columns:
         table.add_column(c, justify="left" if c == "variant" else "right")
     for r in rows:
@@ -104,6 +106,11 @@ def main(argv=None) -> int:
         else:
             cells += [f"{100 * r['present_rate']:.1f} %"]
         cells += [f"{r['toggles_per_100_frames']:.2f}", f"{r['flicker'] if truth else r['flicker_raw']:.4f}"]
+        if truth:
+            cells += [str(r["appearances"]), f"{r['true_polyps_found']}/{r['true_polyps']}",
+                      f"{r['false_appearances_per_minute']:.2f}", f"{1000 * r['median_time_to_first_detection_s']:.0f} ms"]
+        else:
+            cells += [str(r["appearances"]), f"{r['appearances_per_minute']:.2f}"]
         table.add_row(*cells)
     console.print(table)
     skipped, early = rows[0]["damaged_frames_skipped"], rows[0]["ended_early"]

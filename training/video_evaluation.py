@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from polyp_live.engines.base import Backend
+from polyp_live.realtime.appearances import AppearanceTracker, regions_of
 from polyp_live.realtime.config import PipelineConfig
 from polyp_live.realtime.decision import DecisionConfig
 from polyp_live.realtime.segmenter import Segmenter
@@ -72,6 +73,10 @@ def evaluate_variant(backend: Backend, source: str, variant: Variant, base: Pipe
     prev_pred = prev_truth = prev_present = None
     frames = 0
     src = open_source(source)
+    tracker = AppearanceTracker(base.appearance_gap_s, thumbnails=False)
+    touched: dict[int, bool] = {}      # appearance id -> it overlapped a true polyp on some frame
+    runs: list[dict] = []              # true polyps: runs of frames with a polyp in the truth
+    run = None
     task = progress.add_task(f"{variant.name}", total=max_frames or None) if progress else None
     with src:
         while not max_frames or frames < max_frames:
@@ -82,6 +87,20 @@ def evaluate_variant(backend: Backend, source: str, variant: Variant, base: Pipe
             pred = result.mask > 0
             present = result.present
             truth = _truth(masks, src.last_index if src.last_index >= 0 else frames, src.last_name, pred.shape)
+            now = frames / (src.fps or 30.0)
+            shown_ids = tracker.update(frames, now, regions_of(result), result.decision.candidate,
+                                       result.decision.score, None, result.reset)
+            if truth is not None:
+                hit = bool((pred & truth).any())
+                for ident in shown_ids:
+                    touched[ident] = touched.get(ident, False) or hit
+                if truth.any() and (run is None or result.reset in ("scene cut", "size")):
+                    run = {"start": now, "found_at": None}
+                    runs.append(run)
+                elif not truth.any():
+                    run = None
+                if run is not None and hit and run["found_at"] is None:
+                    run["found_at"] = now
             if truth is not None:
                 if truth.any():
                     dices.append(_dice(pred, truth))
@@ -108,7 +127,20 @@ def evaluate_variant(backend: Backend, source: str, variant: Variant, base: Pipe
            "ended_early": getattr(src, "ended_early", None) or "",
            "toggles_per_100_frames": 100.0 * toggles / frames,
            "flicker_raw": float(np.mean(flicker)) if flicker else 0.0}
+    appearances = tracker.finish()
+    figures = tracker.figures()
+    row.update({"appearances": len(appearances), "appearances_per_minute": figures["appearances_per_minute"],
+                "share_appearances_shorter_than_0_5_s": figures["share_shorter_than_0_5_s"],
+                "median_time_to_alert_s": figures["median_time_to_alert_s"]})
     if masks is not None:
+        minutes = frames / (src.fps or 30.0) / 60.0
+        false = sum(not touched.get(a.id, False) for a in appearances)
+        delays = [r["found_at"] - r["start"] for r in runs if r["found_at"] is not None]
+        row.update({
+            "true_polyps": len(runs), "true_polyps_found": len(delays),
+            "false_appearances": false, "false_appearances_per_minute": false / minutes if minutes else float("nan"),
+            "median_time_to_first_detection_s": float(np.median(delays)) if delays else float("nan"),
+        })
         row.update({
             "polyp_frames": len(dices), "polyp_free_frames": len(alarms),
             "dice": float(np.mean(dices)) if dices else float("nan"),
