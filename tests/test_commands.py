@@ -222,3 +222,35 @@ def test_quantize_never_writes_over_the_input_models_sidecar_or_an_existing_file
     assert dispatch(["quantize", "--model", str(brightness_model), "--fp16", "--out", str(tmp_path / "other.onnx"),
                      "--force"]) == 0
     assert (tmp_path / "other.onnx").read_bytes() != b"someone else's model"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["make-demo", "--out", "{tmp}/demo.mp4"], "--out {tmp}/demo.mp4 exists"),
+    (["benchmark", "--pipeline", "--json", "{tmp}/b.json", "--markdown", "{tmp}/b.md", "--png", "{tmp}/d.png"],
+     "--json {tmp}/b.json exists"),
+])
+def test_commands_that_write_committed_files_by_default_refuse_to_replace_without_force(argv, message, tmp_path,
+                                                                                         capsys):
+    for name in ("demo.mp4", "b.json"):
+        (tmp_path / name).write_bytes(b"committed")
+    with pytest.raises(SystemExit) as info:
+        dispatch([a.format(tmp=tmp_path) for a in argv])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and message.format(tmp=tmp_path) in err and "--force" in err
+    assert (tmp_path / "demo.mp4").read_bytes() == (tmp_path / "b.json").read_bytes() == b"committed"
+
+
+def test_load_test_without_tritonclient_names_the_extra_and_exits_2(monkeypatch, capsys):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_tritonclient(name, *args, **kwargs):
+        if name.startswith("tritonclient"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tritonclient)
+    from polyp_live.tools import load_test
+    assert load_test.main(["--server", "grpc://127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert "polyp-live[triton-client]" in err and "--backend" not in err and err.count("\n") == 1

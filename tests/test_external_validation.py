@@ -171,3 +171,25 @@ def test_variant_names_come_through_the_live_runs(tmp_path, brightness_model):
     # One bright frame in the polyp-free sequences: an alarm on one frame at 1/1, none at 2/2.
     assert live["single frame"]["alarm_frames"] == 1 and live["k2"]["alarm_frames"] == 0
     assert live["k2"]["persistence"] == "2/2" and list(scores) == ["c9"]
+
+
+def test_without_matplotlib_the_figures_are_written_and_the_pictures_skipped(tmp_path, brightness_model, monkeypatch,
+                                                                              capsys):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    polyps, free = make_sets(tmp_path)
+    external = tmp_path / "external"
+    write_labelled(external / "c9", [250, 250], [None, 190])
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    out = tmp_path / "eval"
+    assert evaluate.main(["--model", str(brightness_model), "--data", str(polyps), "--negatives", str(free),
+                          "--split", "val", "--external", str(external), "--out", str(out)]) == 0
+    assert (out / "val_frames.json").is_file() and (out / "external_summary.json").is_file()
+    assert not list(out.glob("*.png")) or all("best_worst" in p.name for p in out.glob("*.png"))
+    assert "matplotlib is missing" in capsys.readouterr().out

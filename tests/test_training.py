@@ -614,3 +614,27 @@ def test_external_sets_are_scored_each_epoch_and_join_the_checkpoint_choice(tmp_
     assert_resumed_run_matches(data, tmp_path, settings)
     with pytest.raises(ValueError, match="style mix share must lie in"):
         train(tiny_config(data, tmp_path / "bad", style_mix=2.0))
+
+
+def test_a_run_without_a_terminal_prints_progress_lines_and_keeps_a_log(tmp_path, capsys):
+    from polyp_live.tools import train as train_command
+    data = make_dataset(tmp_path / "data")
+    out = tmp_path / "run"
+    code = train_command.main(["--data", str(data), "--out", str(out), "--size", "64", "--epochs", "2",
+                               "--batch-size", "4", "--no-pretrained", "--max-steps-per-epoch", "2", "--threads", "1",
+                               "--decoder-channels", "32,24,16,16,8"])
+    err = capsys.readouterr().err
+    assert code == 0
+    lines = [line for line in err.splitlines() if "epoch" in line]
+    assert any("epoch 1/2: started (2 steps)" in line for line in lines)
+    assert any("epoch 2/2 loss" in line and "val Dice" in line for line in lines)  # each epoch's closing line
+    log = (out / "train.log").read_text()
+    assert "epoch 1/2: started" in log and "epoch 2/2 loss" in log
+    # Without --model the run starts at the from-scratch rate; a fine-tune of an exported model at 1e-4.
+    assert torch.load(out / "best.pt", weights_only=True)["config"]["lr"] == 1e-3
+    from polyp_live.training.export import export_onnx
+    export_onnx(out / "best.pt", tmp_path / "m.onnx")
+    assert train_command.main(["--data", str(data), "--out", str(tmp_path / "ft"), "--size", "64", "--epochs", "1",
+                               "--batch-size", "4", "--max-steps-per-epoch", "1", "--threads", "1",
+                               "--decoder-channels", "32,24,16,16,8", "--model", str(tmp_path / "m.onnx")]) == 0
+    assert torch.load(tmp_path / "ft" / "best.pt", weights_only=True)["config"]["lr"] == 1e-4

@@ -134,6 +134,8 @@ def main(argv=None) -> int:
     pipe.add_argument("--opencv-threads", type=int, default=None, help="OpenCV's thread pool (default 1; 0 = OpenCV's own)")
     pipe.add_argument("--encoder-threads", type=int, default=None, help="libx264 threads (default 1)")
     pipe.add_argument("--preset", default=None, help="libx264 preset (default superfast)")
+    p.add_argument("--force", action="store_true", help="replace result files that already exist (the pipeline "
+                   "benchmark's defaults are the committed docs/ files)")
     args = p.parse_args(argv)
     if (args.frames is not None and args.frames < 1) or args.runs < 1 or args.warmup < 0:
         p.error("--frames and --runs need at least 1, --warmup at least 0")
@@ -154,6 +156,13 @@ def main(argv=None) -> int:
         from polyp_live.resources import bundled_model, demo_clip
         from polyp_live.tools.pipeline_benchmark import run
         docs = Path(__file__).resolve().parents[1] / "docs"
+        outputs = {"--json": args.json or str(docs / "benchmark-pipeline.json"),
+                   "--markdown": args.markdown or str(docs / "benchmark-pipeline.md"),
+                   "--png": args.png or str(docs / "pipeline-delays.png")}
+        existing = [f"{option} {path}" for option, path in outputs.items() if Path(path).exists()]
+        if existing and not args.force:
+            p.error(f"{existing[0]} exists (the defaults are the committed docs/ results); pass --force to replace "
+                    "them, or name other files with --json, --markdown and --png")
         source = args.source if args.source != p.get_default("source") else str(demo_clip())
         run(args.model[0] if args.model else str(bundled_model()), source, args.frames or 0, args.threads, args.spinning, args.sizes,
             args.modes, args.precisions, args.json or str(docs / "benchmark-pipeline.json"),

@@ -230,6 +230,12 @@ def main(argv=None) -> int:
                    help="latency limit for the 'rooms sustained' verdict (default 100)")
     p.add_argument("--out", default="runs/load", metavar="DIR", help="where load_test.json and load_test.png go")
     args = p.parse_args(argv)
+    try:
+        import tritonclient.grpc  # noqa: F401
+    except ImportError:
+        print("polyp-live load-test: error: load-test needs tritonclient: pip install 'polyp-live[triton-client]'",
+              file=sys.stderr)
+        return 2
 
     from polyp_live.engines.errors import BackendUnavailableError
     from polyp_live.engines.triton_backend import TritonBackend, parse_server

@@ -87,11 +87,15 @@ def main(argv=None) -> int:
                    help="polyp-free HyperKvasir test frames placed between the polyp scenes (default 2)")
     p.add_argument("--seconds", type=float, default=3.0, metavar="S", help="seconds per image (default 3)")
     p.add_argument("--seed", type=int, default=7, metavar="N", help="picks the images and the camera paths (default 7)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists (the default is the bundled clip)")
     args = p.parse_args(argv)
     if args.images < 1 or not math.isfinite(args.seconds) or args.seconds * FPS < 1 or args.negative_images < 0:
         p.error(f"--images needs at least 1, --seconds at least one frame ({1 / FPS:.3f}) and --negative-images "
                 "at least 0")
     check_output_file(p, "--out", args.out, (".mp4",))
+    if Path(args.out).exists() and not args.force:
+        p.error(f"--out {args.out} exists (the default is the bundled demo clip); pass --force to replace it, or "
+                "choose another path")
     refuse_overwriting_inputs(p, {"--out": args.out}, [args.data, args.negatives])
     try:
         return make_clip(args)

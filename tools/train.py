@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from polyp_live.arguments import printable
 
 
@@ -74,18 +75,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--loss", default="bce_batch_dice", choices=LOSS_NAMES)
     p.add_argument("--epochs", type=int, default=30, metavar="N")
     p.add_argument("--batch-size", type=int, default=8, metavar="N")
-    p.add_argument("--lr", type=float, default=1e-3, metavar="LR")
+    p.add_argument("--lr", type=float, default=None, metavar="LR",
+                   help="peak learning rate (default 1e-3 from the ImageNet encoder, 1e-4 when fine-tuning --model: "
+                        "1e-3 wrecks a trained model within a few steps)")
     p.add_argument("--weight-decay", type=float, default=1e-4, metavar="W")
     p.add_argument("--warmup-epochs", type=float, default=1.0, metavar="E")
     p.add_argument("--seed", type=int, default=0, metavar="N")
     p.add_argument("--threads", type=int, default=0, metavar="N", help="torch CPU threads (0 = torch's default)")
     p.add_argument("--no-pretrained", action="store_true", help="random encoder initialisation")
-    p.add_argument("--max-steps-per-epoch", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--max-steps-per-epoch", type=int, default=0, metavar="N",
+                   help="stop each epoch after N steps (0 = the whole split; for smoke runs and quick ablations)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     args = p.parse_args(argv)
     check_output_folder(p, "--out", args.out)
+    if args.lr is None:
+        args.lr = 1e-4 if args.model else 1e-3
     if not args.lr > 0:
         p.error(f"--lr must be above 0, got {args.lr}")
+    if args.max_steps_per_epoch < 0:
+        p.error(f"--max-steps-per-epoch must be 0 (the whole split) or more, got {args.max_steps_per_epoch}")
     if args.external_every < 1:
         p.error(f"--external-every must be 1 or more, got {args.external_every}")
     if not re.fullmatch(r"\d+(,\d+)*", args.decoder_channels):
@@ -126,8 +134,12 @@ def main(argv=None) -> int:
             keep_epochs=args.keep_epochs, style_mix=args.style_mix,
             device=args.device, cache=args.cache)
         # train() opens the display when the first epoch starts: an error before it prints alone.
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=console)
+        if console.is_terminal:
+            progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=console)
+        else:  # nohup, a pipe, CI: plain lines (rich draws nothing there), also into OUT/train.log
+            from polyp_live.training.progress_lines import LineProgress
+            progress = LineProgress(log_path=Path(args.out) / "train.log")
         try:
             result = train(config, resume=args.resume, progress=progress)
         finally:

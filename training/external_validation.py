@@ -400,7 +400,12 @@ def _persistence(decision: DecisionConfig, variant: Variant) -> str:
 
 def plot_curve(scores: LabelledScores, threshold: float, path: str | Path, title: str) -> None:
     """PNG: detection on polyp frames against false alarms on polyp-free frames, operating point marked."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # a plain install evaluates ONNX models; only the picture needs the [train] extra
+        print(f"note: {Path(path).name} not drawn (matplotlib is missing: pip install 'polyp-live[train]'); "
+              "the JSON holds the same figures")
+        return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

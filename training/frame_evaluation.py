@@ -188,7 +188,12 @@ def decided_mask(prob: np.ndarray, pixel_threshold: float, point: DecisionConfig
 
 def plot_sweep(rows: list[dict], point: OperatingPoint | None, path: str | Path, title: str) -> None:
     """PNG: detection rate on polyp images against false-alarm rate on polyp-free frames, point marked."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # a plain install evaluates ONNX models; only the picture needs the [train] extra
+        print(f"note: {Path(path).name} not drawn (matplotlib is missing: pip install 'polyp-live[train]'); "
+              "the JSON holds the same figures")
+        return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
