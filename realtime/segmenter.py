@@ -204,6 +204,18 @@ class Segmenter:
             batch = preprocess(crop, self.backend.spec)
         return PreparedFrame(batch, roi, size, reason, fresh, time.perf_counter() - t0)
 
+    def _drawn_min_area(self, roi: Roi) -> int:
+        """One area rule: ``--min-area`` (frame pixels) never erases a region the decision reported.
+
+        The decision keeps regions of at least ``min_area_fraction`` of the model input, i.e. of the
+        field of view; on a small frame 300 pixels is more than that, and the HUD said POLYP with
+        nothing outlined. So the drawn minimum is the smaller of the two.
+        """
+        _, _, w, h = roi
+        by_decision = int(self.decision_config.min_area_fraction * w * h)
+        return min(self.config.postprocess.min_area, by_decision) if by_decision > 0 else \
+            self.config.postprocess.min_area
+
     def complete(self, prepared: PreparedFrame, raw_prob: np.ndarray, inference_s: float = 0.0) -> SegmentationResult:
         """The steps after the model: smoothing, hysteresis, the presence decision, frame coordinates."""
         t0 = time.perf_counter()
@@ -220,8 +232,8 @@ class Segmenter:
         # on memory alone. Steadiness of the alert itself is the persistence rule's job.
         decision = self.decision(raw_prob, mask)
         pp = self.config.postprocess
-        detection = to_frame(decision.mask, prepared.roi, prepared.frame_shape, pp.min_area, pp.fill_holes,
-                             present=decision.present)
+        detection = to_frame(decision.mask, prepared.roi, prepared.frame_shape,
+                             self._drawn_min_area(prepared.roi), pp.fill_holes, present=decision.present)
         post = time.perf_counter() - t0
         timings = {"preprocess": prepared.preprocess_s, "inference": inference_s, "postprocess": post,
                    "total": prepared.preprocess_s + inference_s + post}

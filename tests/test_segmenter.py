@@ -158,3 +158,19 @@ def test_smoothing_shapes_outlines_but_the_frame_own_map_decides_presence():
     # What is drawn is the smoothed outline, and nothing once this frame's map no longer passes,
     # even where the smoothed memory still holds the region.
     assert results[2].mask.any() and not results[4].mask.any() and results[4].prob.max() > 0.75
+
+
+def test_a_region_the_decision_reports_is_never_erased_before_drawing(brightness_model):
+    """On a 256x256 frame the decision's smallest region (0.2 % of the view, 131 pixels) is under the
+    default --min-area of 300 frame pixels: the alert must come with its outline."""
+    import cv2
+    from polyp_live.engines.registry import load_backend
+    from polyp_live.realtime.config import PipelineConfig, RoiConfig
+    from polyp_live.realtime.decision import DecisionConfig
+    from polyp_live.realtime.segmenter import Segmenter
+    frame = np.full((256, 256, 3), 40, np.uint8)
+    cv2.circle(frame, (128, 128), 9, (250, 250, 250), -1)  # about 250 pixels: above 0.2 %, below 300
+    seg = Segmenter(load_backend(str(brightness_model)),
+                    PipelineConfig(roi=RoiConfig(mode="full"), decision=DecisionConfig(0.6, 0.002, 1, 1)))
+    result = seg.process(frame)
+    assert result.present and (result.mask > 0).sum() > 150
