@@ -15,6 +15,8 @@ from polyp_live.commands import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+# The README and the pages it sends readers to: their commands are checked alike.
+PAGES = [README] + [ROOT / "docs" / f"{name}.md" for name in ("usage", "training", "tensorrt", "serving")]
 OPTION = re.compile(r"^--[a-z0-9][a-z0-9-]*")
 
 
@@ -79,7 +81,8 @@ def listed(*command: str) -> set[str]:
 
 
 def readme_commands() -> list[tuple[str, list[str], str]]:
-    found = [(*parsed, line) for line in shell_lines(README.read_text()) if (parsed := command_of(line))]
+    text = "\n".join(page.read_text() for page in PAGES)
+    found = [(*parsed, line) for line in shell_lines(text) if (parsed := command_of(line))]
     return found
 
 
@@ -96,8 +99,8 @@ def test_readme_command_uses_only_options_its_help_lists(command, options, line)
 
 
 def test_options_table_names_only_real_options_of_polyp_live():
-    text = README.read_text()
-    table = text[text.index("### Options"):text.index("Bad input ends")]
+    text = (ROOT / "docs" / "usage.md").read_text()
+    table = text[text.index("## Options"):text.index("Bad input ends")]
     rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `--")]
     used = {m for row in rows for m in re.findall(r"--[a-z0-9][a-z0-9-]*", row)}
     assert len(rows) > 15
@@ -122,3 +125,12 @@ def test_no_readme_command_writes_over_the_shipped_model():
             if flag in words:
                 target = words[words.index(flag) + 1]
                 assert not target.startswith(shipped), f"README line {line!r} writes {target}"
+
+
+def test_the_readme_is_a_page_a_newcomer_reads_and_its_links_resolve():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 200
+    for page in PAGES:
+        body = page.read_text()
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", body):
+            assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
