@@ -28,10 +28,10 @@ def test_readme_and_model_card_quote_the_operating_point_the_sidecar_holds():
     # The README and the pages it links for options (usage) and training quote the sidecar's numbers.
     readme = "\n".join((root / name).read_text() for name in ("README.md", "docs/usage.md", "docs/training.md"))
     card = (root / "docs" / "MODEL_CARD.md").read_text()
-    assert f"{point['score_threshold']:.2f} for the bundled model" in readme
+    assert f"{point['score_threshold']:.3f} for the bundled model" in readme
     assert f"{point['k']}/{point['n']} for the bundled model" in readme
     assert f"({spec.threshold:.2f} for the bundled release" in readme
-    assert f"**Score threshold {point['score_threshold']:.2f}**" in card
+    assert f"**Score threshold {point['score_threshold']:.3f}**" in card
     assert f"**Pixel threshold {spec.threshold:.2f}**" in card
     assert f"**Persistence K/N = {point['k']}/{point['n']}" in card
     # `evaluate --choose-operating-point` without a target chooses as the bundled model was chosen.
