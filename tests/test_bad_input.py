@@ -363,4 +363,4 @@ def test_an_odd_sized_source_is_recorded_padded_to_even_as_the_readme_says(capsy
                    "--min-area", "0", "--no-hud")[0] == 0
     frames, _, size = decode(out)
     assert len(frames) == 4 and size == (18, 10)
-    assert "one black" in (ROOT / "README.md").read_text()
+    assert "one black" in (ROOT / "docs" / "usage.md").read_text()  # the options page the README links
