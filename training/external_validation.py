@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import json
-import textwrap
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from polyp_live.realtime.segmenter import Segmenter
 from polyp_live.realtime.sources import IMAGE_SUFFIXES, read_whole_image
 from polyp_live.training.dataset import DatasetError
 from polyp_live.training.evaluation import still_probability
-from polyp_live.training.frame_evaluation import infer_still, still_segmenter
+from polyp_live.training.frame_evaluation import detection_plot, infer_still, save_detection_plot, still_segmenter
 from polyp_live.training.metrics import image_metrics
 from polyp_live.training.video_evaluation import Variant
 
@@ -400,32 +399,19 @@ def _persistence(decision: DecisionConfig, variant: Variant) -> str:
 
 def plot_curve(scores: LabelledScores, threshold: float, path: str | Path, title: str) -> None:
     """PNG: detection on polyp frames against false alarms on polyp-free frames, operating point marked."""
-    try:
-        import matplotlib
-    except ImportError:  # a plain install evaluates ONNX models; only the picture needs the [train] extra
-        print(f"note: {Path(path).name} not drawn (matplotlib is missing: pip install 'polyp-live[train]'); "
-              "the JSON holds the same figures")
+    plot = detection_plot(path)
+    if plot is None:
         return
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt, fig, ax = plot
     points = roc_points(scores.polyp_scores, scores.free_scores)
     fa = [0.0] + [100 * p["false_alarm_rate"] for p in points]
     det = [0.0] + [100 * p["detection_rate"] for p in points]
     at = scores.at(threshold)
-    fig, ax = plt.subplots(figsize=(5.2, 4.0))
     ax.plot(fa, det, "-", lw=1.5, label=f"area {curve_area(scores.polyp_scores, scores.free_scores):.3f}")
     ax.plot([100 * at["false_alarm_rate"]], [100 * at["detection_rate"]], "r*", ms=14,
             label=f"operating point: score {threshold:.3f}")
     ax.axvline(2.0, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("false alarms on polyp-free frames (%)")
-    ax.set_ylabel("polyp frames detected (%)")
-    ax.set_title(textwrap.fill(title, 64), fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_detection_plot(plt, fig, ax, path, title, "polyp frames detected (%)")
 
 
 def write_external_report(summary: dict, scores: dict[str, LabelledScores], out: str | Path, model: str,

@@ -188,19 +188,13 @@ def decided_mask(prob: np.ndarray, pixel_threshold: float, point: DecisionConfig
 
 def plot_sweep(rows: list[dict], point: OperatingPoint | None, path: str | Path, title: str) -> None:
     """PNG: detection rate on polyp images against false-alarm rate on polyp-free frames, point marked."""
-    try:
-        import matplotlib
-    except ImportError:  # a plain install evaluates ONNX models; only the picture needs the [train] extra
-        print(f"note: {Path(path).name} not drawn (matplotlib is missing: pip install 'polyp-live[train]'); "
-              "the JSON holds the same figures")
+    plot = detection_plot(path)
+    if plot is None:
         return
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt, fig, ax = plot
     fa = [100 * r["false_alarm_rate"] for r in rows]
     det = [100 * r["detection_rate"] for r in rows]
     loc = [100 * r["localised_detection_rate"] for r in rows]
-    fig, ax = plt.subplots(figsize=(5.2, 4.0))
     ax.plot(fa, det, "-o", ms=3, label="polyp image flagged")
     ax.plot(fa, loc, "-s", ms=3, alpha=0.7, label="flagged region touches the polyp")
     if point is not None:
@@ -212,8 +206,27 @@ def plot_sweep(rows: list[dict], point: OperatingPoint | None, path: str | Path,
         if abs(r["score_threshold"] * 10 - round(r["score_threshold"] * 10)) < 1e-6 and (x, y) not in labelled:
             labelled.add((x, y))
             ax.annotate(f"{r['score_threshold']:.1f}", (x, y), fontsize=7, xytext=(3, -9), textcoords="offset points")
+    save_detection_plot(plt, fig, ax, path, title, "polyp images detected (%)")
+
+
+def detection_plot(path: str | Path):
+    """(pyplot, figure, axes) for a detection-vs-false-alarm PNG, or None (with a note) without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:  # a plain install evaluates ONNX models; only the picture needs the [train] extra
+        print(f"note: {Path(path).name} not drawn (matplotlib is missing: pip install 'polyp-live[train]'); "
+              "the JSON holds the same figures")
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.2, 4.0))
+    return plt, fig, ax
+
+
+def save_detection_plot(plt, fig, ax, path: str | Path, title: str, ylabel: str) -> None:
+    """Label, title and legend the axes the way every detection-vs-false-alarm plot is drawn; write the PNG."""
     ax.set_xlabel("false alarms on polyp-free frames (%)")
-    ax.set_ylabel("polyp images detected (%)")
+    ax.set_ylabel(ylabel)
     ax.set_title(textwrap.fill(title, 64), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
