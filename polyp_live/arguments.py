@@ -12,18 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-
-def printable(text: object) -> str:
-    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``): a newline or a terminal
-    escape sequence in a file name can neither split a one-line error nor rewrite the terminal."""
-    out = []
-    for ch in str(text):
-        code = ord(ch)
-        if code < 32 or code == 127 or 0x80 <= code < 0xA0:
-            out.append(repr(ch)[1:-1])
-        else:
-            out.append(ch)
-    return "".join(out)
+from polyp_live.realtime.errors import printable  # noqa: F401 - the tools import it from here
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

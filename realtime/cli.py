@@ -20,7 +20,7 @@ from pathlib import Path
 from polyp_live.realtime import options
 from polyp_live.realtime.interrupts import Interrupted, SignalGuard
 from polyp_live.resources import bundled_model, demo_clip
-from polyp_live.arguments import printable
+from polyp_live.realtime.errors import printable
 
 DEFAULT_MODEL = bundled_model()
 DEMO_CLIP = demo_clip()

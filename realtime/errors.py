@@ -1,6 +1,19 @@
 """Errors the live pipeline raises; the CLI turns each into one line and a non-zero exit."""
 
 
+def printable(text: object) -> str:
+    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``): a newline or a terminal
+    escape sequence in a file name can neither split a one-line error nor rewrite the terminal."""
+    out = []
+    for ch in str(text):
+        code = ord(ch)
+        if code < 32 or code == 127 or 0x80 <= code < 0xA0:
+            out.append(repr(ch)[1:-1])
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 class PolypLiveError(RuntimeError):
     """Base class: the message names the input and what to do."""
 

@@ -180,40 +180,15 @@ def test_the_report_is_written_when_the_run_is_stopped(tmp_path, brightness_mode
 
 
 def test_the_report_is_written_when_a_live_source_is_lost(tmp_path, brightness_model):
-    import http.server
-    import socketserver
-    import threading
-
-    import cv2
     from conftest import moving_disc_frames
-    frames = [cv2.imencode(".jpg", f)[1].tobytes() for f in moving_disc_frames(40)]
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-            self.end_headers()
-            for jpeg in frames:  # 40 frames, then the stream is gone for good
-                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
-                                 + jpeg + b"\r\n")
-                time.sleep(1 / 30)
-
-    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-        daemon_threads = True
-
-    httpd = Server(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    from test_sources import CountingMjpegServer
+    server = CountingMjpegServer(short=None, cut=None, images=list(moving_disc_frames(40)))  # 40 frames, then gone
     try:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/s.mjpg"
-        proc = run(["--source", url, "--model", str(brightness_model), "--reconnect-timeout", "0",
+        proc = run(["--source", server.url, "--model", str(brightness_model), "--reconnect-timeout", "0",
                     "--report", str(tmp_path / "r.json")], tmp_path)
         _, err = proc.communicate(timeout=120)
     finally:
-        httpd.shutdown()
-        httpd.server_close()
+        server.close()
     assert proc.returncode == 1 and "lost" in err
     data = json.loads((tmp_path / "r.json").read_text())
     ends = [a["end_reason"] for a in data["appearances"]["appearances"]]

@@ -304,8 +304,13 @@ class CountingMjpegServer:
     came from. Part ``short`` is sent with half its bytes under a full Content-Length (the connection then
     carries on with the next part), and the stream ends in the middle of part ``cut``."""
 
-    def __init__(self, frames: int = 10, short: int = 3, cut: int = 8, with_length: bool = True):
-        jpegs = [cv2.imencode(".jpg", np.full((48, 64, 3), 20 * (i + 1), np.uint8))[1].tobytes() for i in range(frames)]
+    def __init__(self, frames: int = 10, short: int | None = 3, cut: int | None = 8, with_length: bool = True,
+                 images: list[np.ndarray] | None = None):
+        # images: send these instead (all whole unless short/cut name one), then close the stream.
+        images = images if images is not None else [np.full((48, 64, 3), 20 * (i + 1), np.uint8) for i in range(frames)]
+        jpegs = [cv2.imencode(".jpg", image)[1].tobytes() for image in images]
+        cut_short = cut is not None
+        cut = len(jpegs) - 1 if cut is None else cut
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -317,11 +322,12 @@ class CountingMjpegServer:
                 self.end_headers()
                 try:
                     for i, jpeg in enumerate(jpegs[:cut + 1]):
-                        body = jpeg[:len(jpeg) // 2] if i in (short, cut) else jpeg
+                        damaged = i == short or (i == cut and cut_short)
+                        body = jpeg[:len(jpeg) // 2] if damaged else jpeg
                         head = b"--frame\r\nContent-Type: image/jpeg\r\n"
                         if with_length:
                             head += b"Content-Length: %d\r\n" % len(jpeg)
-                        self.wfile.write(head + b"\r\n" + body + (b"\r\n" if i != cut else b""))
+                        self.wfile.write(head + b"\r\n" + body + (b"" if i == cut and cut_short else b"\r\n"))
                         self.wfile.flush()
                         time.sleep(0.02)
                 except OSError:
