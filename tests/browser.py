@@ -1,0 +1,49 @@
+"""Debian's Chromium driven by Playwright, for the tests of the web pages.
+
+Playwright's own browser download is not reachable here, so the system Chromium (``apt-get install
+chromium``) is launched by path. Tests that use :func:`chromium_page` skip with a reason where either
+is missing. Console errors and uncaught page errors are collected: a page that loads with any fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+
+import pytest
+
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
+         "--use-fake-ui-for-media-stream"]
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def skip_without_browser() -> None:
+    """Skip the calling test, with the reason, when Chromium or Playwright is missing."""
+    if chromium_path() is None:
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("needs Playwright for Python (pip install 'polyp-live[dev]')")
+
+
+@contextlib.contextmanager
+def chromium_page():
+    """A fresh headless Chromium page; yields (page, errors) where errors lists console errors."""
+    skip_without_browser()
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), headless=True, args=FLAGS)
+        try:
+            context = browser.new_context()
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            yield page, errors
+        finally:
+            browser.close()
