@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "same as data")
     out.add_argument("--appearance-gap", type=options.non_negative, default=0.5, metavar="S",
                      help="a polyp appearance survives this many seconds without its region (default 0.5)")
+    web = p.add_argument_group("browser view (the [web] extra)")
+    web.add_argument("--web", default=None, metavar="[HOST:]PORT",
+                     help="also serve the annotated video, the live panel and the controls to browsers: WebRTC with an "
+                          "MJPEG fallback (/stream.mjpg); HOST defaults to 127.0.0.1; any other address needs a token")
+    web.add_argument("--web-token", default=None, metavar="TOKEN",
+                     help="the access token the page asks for (default: none on 127.0.0.1, generated and printed on "
+                          "any other address)")
     out.add_argument("--snapshot-dir", default=".", metavar="DIR", help="where the s key saves snapshots")
     out.add_argument("--quiet", action="store_true", help="no live table in the terminal")
     out.add_argument("--verbose", action="store_true", help="also show OpenCV's and FFmpeg's own log messages")
@@ -126,7 +133,7 @@ def make_config(args: argparse.Namespace, display: bool) -> PipelineConfig:
                             motion_shift=args.motion_shift),
         output=OutputConfig(record=args.record, save_masks=args.save_masks, stats_json=args.stats_json,
                             snapshot_dir=args.snapshot_dir, report=args.report),
-        appearance_gap_s=args.appearance_gap, display=display, quiet=args.quiet)
+        appearance_gap_s=args.appearance_gap, display=display, web=bool(args.web), quiet=args.quiet)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,7 +177,7 @@ def _main(argv: list[str] | None, signals: SignalGuard) -> int:
 
     from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
     from polyp_live.engines.spec import ModelSpec, ModelSpecError
-    from polyp_live.realtime.errors import PolypLiveError, UsageError
+    from polyp_live.realtime.errors import PolypLiveError, StageError, UsageError
 
     from polyp_live.engines.registry import load_backend
     from polyp_live.realtime.display import Window, display_available
@@ -202,11 +209,23 @@ def _main(argv: list[str] | None, signals: SignalGuard) -> int:
     if args.backend == "triton" and not args.server:
         return fail("--backend triton needs --server grpc://HOST:PORT (the server's gRPC endpoint)", 2)
 
+    web_address = None
+    if args.web or args.web_token:
+        from polyp_live.realtime.web.security import parse_web_address, require_aiohttp
+        try:
+            if not args.web:
+                raise UsageError("--web-token is for --web [HOST:]PORT")
+            require_aiohttp()
+            web_address = parse_web_address(args.web, args.web_token)
+        except UsageError as exc:
+            return fail(str(exc), 2)
+
     args.threads, warning = options.cap_threads(args.threads)
     if warning:
         console.print(f"polyp-live: warning: {escape(warning)}", highlight=False, soft_wrap=True)
     backend = None
     pipeline = None
+    web = None
     try:
         config = make_config(args, display)
         source = open_source(args.source, args.fps, config.source.max_consecutive_corrupt)
@@ -237,6 +256,8 @@ def _main(argv: list[str] | None, signals: SignalGuard) -> int:
         signals.started = True
         window = None
         try:
+            if web_address is not None:
+                web = _start_web(web_address, pipeline, console)
             pipeline.start()
             window = Window(pipeline.view, config.output.snapshot_dir) if display else None
             live = Live(pipeline.stats.live_table(), console=console, refresh_per_second=2, transient=True) \
@@ -253,6 +274,8 @@ def _main(argv: list[str] | None, signals: SignalGuard) -> int:
                             console.print(escape(shown_status), highlight=False)
                     if window:
                         window.tick()
+                    if web is not None and web.failure() is not None:
+                        raise StageError("web view", web.failure())
                     if live and time.monotonic() >= next_table:
                         # The table refreshes twice a second; building it on every 10 ms tick costs CPU.
                         live.update(pipeline.stats.live_table())
@@ -265,6 +288,8 @@ def _main(argv: list[str] | None, signals: SignalGuard) -> int:
         finally:
             if window:
                 window.close()
+            if web is not None:
+                web.close()
             pipeline.close()
         pipeline.raise_if_failed()
     except (PolypLiveError, ModelLoadError, ModelSpecError, BackendUnavailableError, ValueError, OSError) as exc:
@@ -290,6 +315,18 @@ def _main(argv: list[str] | None, signals: SignalGuard) -> int:
         console.print(f"stopped by {signals.name}{done}", highlight=False)
         return signals.exit_code
     return 0
+
+
+def _start_web(address, pipeline, console):
+    """Start the browser view of ``pipeline`` and say where it is (with its token when it has one)."""
+    from rich.markup import escape
+
+    from polyp_live.realtime.web.live_server import WebView, live_panel
+    web = WebView(address, pipeline.view, live_panel(pipeline), pipeline.source.fps)
+    web.start()
+    note = " (token generated for this run: share it only with the viewers)" if address.generated else ""
+    console.print(f"web view: {escape(web.url)}{note}", highlight=False, soft_wrap=True)
+    return web
 
 
 def _source_notes(pipeline) -> list[str]:

@@ -97,4 +97,5 @@ class PipelineConfig:
     queue_size: int = 2            # small: a file's frames wait less between stages
     appearance_gap_s: float = 0.5  # an appearance survives this long without its region
     display: bool = False
+    web: bool = False              # --web: the browser view reads every rendered picture too
     quiet: bool = False

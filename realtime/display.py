@@ -89,9 +89,9 @@ class Window:
         if key in (ord("q"), 27):
             v.request_stop()
         elif key == ord(" "):
-            v.toggle_pause()
+            v.control("pause")
         elif key == ord("o"):
-            v.toggle_overlay()
+            v.control("overlay")
         elif key == ord("s") and self.current is not None:
             self.snapshot_dir.mkdir(parents=True, exist_ok=True)
             path = self.snapshot_dir / f"polyp-live-{time.strftime('%Y%m%d-%H%M%S')}.png"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -153,7 +153,8 @@ class OutputStage:
             if drawn.thumb is not None and drawn.frame_index != frame.index and detection.present:
                 dx, dy = estimate_shift(drawn.thumb, Thumb(frame.image, drawn.thumb.roi))
                 detection = shift_detection(detection, dx, dy)
-            overlay(canvas, detection, r.prob, r.roi, cfg.render)
+            style = cfg.render if self.view.style == cfg.render.style else replace(cfg.render, style=self.view.style)
+            overlay(canvas, detection, r.prob, r.roi, style)
         if cfg.render.hud:
             hud = HudInfo(self.stats.rolling_fps(), self.stats.rolling_ms("video_delay"),
                           1000 * (t - drawn.arrival) if drawn is not None else None, self._inference_ms,
@@ -183,8 +184,8 @@ class OutputStage:
         self.stats.frame_out()
         if present:
             self.stats.count("polyp_frames")
-        if cfg.display:
-            self.view.publish(canvas)
+        if cfg.display or cfg.web:
+            self.view.publish(canvas, present, self.appearance() if present else "", frame.source_index)
 
     def write_mask(self, annotation: Annotation) -> None:
         """Write the annotation's frame-size mask, named after its source frame."""

@@ -68,7 +68,7 @@ class Pipeline:
         self.done = threading.Event()
         self.errors: queue.Queue = queue.Queue()
         self.live = source.live or config.source.realtime
-        self.view = LiveView(source.live, self.stop)
+        self.view = LiveView(source.live, self.stop, config.render.style, config.smoothing.mode)
         self.segmenter = Segmenter(backend, config)
         # Fed by the one stage that has each frame's result in order: inference (live) or render (file).
         self.tracker = AppearanceTracker(config.appearance_gap_s)
@@ -214,6 +214,7 @@ class Pipeline:
 
     def _segment(self, frame: Frame) -> Annotation | None:
         """Run the segmenter on one frame and record its timings; None when inference is unreachable."""
+        self.segmenter.set_smoothing(self.view.smoothing)
         try:
             result = self.segmenter.process(frame.image)
         except InferenceUnavailable:
@@ -343,6 +344,7 @@ class Pipeline:
                 frame, prepared, raw, seconds = item
                 annotation = None
                 if raw is not None:
+                    self.segmenter.set_smoothing(self.view.smoothing)
                     result = self.segmenter.complete(prepared, raw, seconds)
                     self.stats.record("postprocess", result.timings["postprocess"])
                     self._track(frame, result)

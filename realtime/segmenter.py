@@ -157,6 +157,12 @@ class Segmenter:
         self.smoother.reset()
         self.hysteresis.reset()
 
+    def set_smoothing(self, mode: str) -> None:
+        """Switch the temporal smoothing mode (a user control); call from the thread that calls
+        :meth:`complete`. The new smoother starts from the next frame, with no history."""
+        if mode != self.smoother.mode:
+            self.smoother = TemporalSmoother(mode, self.config.smoothing.strength)
+
     def process(self, image_bgr: np.ndarray) -> SegmentationResult:
         """Segment one BGR uint8 frame; the image is only read, never modified.
 

@@ -1,8 +1,11 @@
 """The narrow interface between the running pipeline and whoever watches it (the window, tests).
 
-The window gets a :class:`LiveView`, never the pipeline: it reads the newest rendered picture, the
-signal state and transient messages, and changes only what a user may change (pause, overlay on/off,
-stop). The signal state ("signal lost, reconnecting") and transient messages ("saved snap.png") are
+The window and the web view get a :class:`LiveView`, never the pipeline: they read the newest
+rendered picture (with what the HUD knew about it), the signal state and transient messages, and
+change only what a user may change, through one method, :meth:`LiveView.control` (pause, overlay
+on/off and style, smoothing mode, stop): a window key and a button on the web page are the same
+call, applied at once under a lock, so a control is never queued behind frames or dropped. The
+signal state ("signal lost, reconnecting") and transient messages ("saved snap.png") are
 separate fields: a message expires and is never burnt into the recording.
 """
 
@@ -10,8 +13,26 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
+
+from polyp_live.realtime.render import STYLES
+from polyp_live.realtime.smoothing import SMOOTHING_MODES
+
+
+@dataclass(frozen=True)
+class Picture:
+    """One rendered picture and what the HUD knew when it was drawn."""
+
+    seq: int
+    image: np.ndarray
+    published: float        # perf_counter when it was handed to the viewers
+    wall: float             # the same moment on the wall clock (time.time), which a browser's Date.now() shares
+    polyp: bool = False     # the polyp indicator was on
+    appearance: str = ""    # the HUD's appearance label ("#3 2.4 s") while a polyp is shown
+    frame_index: int = -1   # the source frame it shows (its place in the file, or the live frame's number)
 
 
 class LiveView:
@@ -22,25 +43,35 @@ class LiveView:
         stop: the pipeline's stop event, set by :meth:`request_stop`.
     """
 
-    def __init__(self, live: bool = False, stop: threading.Event | None = None):
+    def __init__(self, live: bool = False, stop: threading.Event | None = None, style: str = "both",
+                 smoothing: str = "confidence"):
         self.live = live
         self.paused = threading.Event()
         self.overlay = True
+        self.style = style
+        self.smoothing = smoothing
         self._stop = stop or threading.Event()
         self._lock = threading.Lock()
+        self._published = threading.Condition(self._lock)
         self._frame: np.ndarray | None = None
+        self._picture: Picture | None = None
         self._seq = 0
+        self._history: deque = deque(maxlen=900)  # (frame index, wall time): when each recent frame was shown
         self._signal = ""
         self._message = ""
         self._message_until = 0.0
 
     # ---- written by the pipeline ---------------------------------------------------------------
 
-    def publish(self, image: np.ndarray) -> None:
-        """Offer the newest rendered picture (the view keeps only the newest)."""
+    def publish(self, image: np.ndarray, polyp: bool = False, appearance: str = "", frame_index: int = -1) -> None:
+        """Offer the newest rendered picture (the view keeps only the newest) and wake who waits for it."""
         with self._lock:
             self._frame = image
             self._seq += 1
+            self._picture = Picture(self._seq, image, time.perf_counter(), time.time(), polyp, appearance,
+                                    frame_index)
+            self._history.append((frame_index, self._picture.wall))
+            self._published.notify_all()
 
     def set_signal(self, text: str) -> None:
         """The source's state, e.g. "signal lost: reconnecting (2, 1/10 s)"; "" while all is well."""
@@ -53,6 +84,22 @@ class LiveView:
         """(sequence number, picture): the number changes whenever a new picture was published."""
         with self._lock:
             return self._seq, self._frame
+
+    def picture(self) -> Picture | None:
+        """The newest picture with its indicator state (None before the first)."""
+        with self._lock:
+            return self._picture
+
+    def shown_at(self) -> dict[int, float]:
+        """Frame index -> wall time it was published, for the last ~30 s of pictures (the newest wins)."""
+        with self._lock:
+            return dict(self._history)
+
+    def wait_newer(self, seq: int, timeout: float) -> Picture | None:
+        """The newest picture once its number differs from ``seq``; None after ``timeout`` seconds."""
+        with self._published:
+            self._published.wait_for(lambda: self._seq != seq or self._stop.is_set(), timeout)
+            return self._picture if self._seq != seq else None
 
     @property
     def signal(self) -> str:
@@ -70,14 +117,49 @@ class LiveView:
         with self._lock:
             return self._message if time.monotonic() < self._message_until else ""
 
-    def toggle_pause(self) -> None:
-        if self.paused.is_set():
-            self.paused.clear()
+    def control(self, action: str, value: str | None = None) -> dict:
+        """Apply one user control and return :meth:`controls`; the window's keys and the web page call this.
+
+        Actions: ``pause`` / ``overlay`` (toggle, or set with value "on"/"off"), ``style`` (one of
+        :data:`~polyp_live.realtime.render.STYLES`), ``smoothing`` (one of
+        :data:`~polyp_live.realtime.smoothing.SMOOTHING_MODES`), ``stop``.
+
+        Raises:
+            ValueError: an unknown action or value (the message names the allowed ones).
+        """
+        if action in ("pause", "overlay"):
+            if value not in (None, "on", "off"):
+                raise ValueError(f"{action} takes on or off, not {value!r}")
+            current = self.paused.is_set() if action == "pause" else self.overlay
+            wanted = (not current) if value is None else value == "on"
+            if action == "pause":
+                self.paused.set() if wanted else self.paused.clear()
+            else:
+                self.overlay = wanted
+        elif action == "style":
+            if value not in STYLES:
+                raise ValueError(f"style must be one of {', '.join(STYLES)}, not {value!r}")
+            self.style = value
+        elif action == "smoothing":
+            if value not in SMOOTHING_MODES:
+                raise ValueError(f"smoothing must be one of {', '.join(SMOOTHING_MODES)}, not {value!r}")
+            self.smoothing = value
+        elif action == "stop":
+            self.request_stop()
         else:
-            self.paused.set()
+            raise ValueError(f"unknown control {action!r}: pause, overlay, style, smoothing or stop")
+        return self.controls()
+
+    def controls(self) -> dict:
+        """What the user has set: paused, overlay, style, smoothing."""
+        return {"paused": self.paused.is_set(), "overlay": self.overlay, "style": self.style,
+                "smoothing": self.smoothing}
+
+    def toggle_pause(self) -> None:
+        self.control("pause")
 
     def toggle_overlay(self) -> None:
-        self.overlay = not self.overlay
+        self.control("overlay")
 
     def request_stop(self) -> None:
         self._stop.set()

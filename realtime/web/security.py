@@ -68,7 +68,7 @@ def parse_web_address(text: str, token: str | None = None, option: str = "--web"
         port = int(port_text)
     except ValueError:
         port = -1
-    if not 0 < port < 65536:
+    if not 0 <= port < 65536:  # 0: any free port (the address printed at start says which)
         raise UsageError(f"{option} {text}: expected [HOST:]PORT with a port from 1 to 65535, e.g. {option} 8080 "
                          f"or {option} 0.0.0.0:8080")
     if token is not None and len(token) < 8:
@@ -85,6 +85,19 @@ def token_matches(request, token: str | None) -> bool:
     offered = (request.query.get("token") or request.cookies.get(COOKIE) or
                request.headers.get("Authorization", "").removeprefix("Bearer ").strip())
     return bool(offered) and hmac.compare_digest(offered.encode(), token.encode())
+
+
+def same_origin(request) -> bool:
+    """The request comes from this server's own page (or from no page at all: a script or VLC).
+
+    A WebSocket or a WebRTC offer from another site's page would carry that site's Origin; refusing
+    it keeps a page the user happens to open elsewhere from driving the view.
+    """
+    origin = request.headers.get("Origin")
+    if not origin:
+        return True
+    from urllib.parse import urlsplit
+    return urlsplit(origin).netloc == request.host
 
 
 def middlewares(token: str | None) -> list:
