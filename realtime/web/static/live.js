@@ -28,9 +28,7 @@ function copyPicture() {
   return context;
 }
 
-window.readFrameCounter = function () {
-  const context = copyPicture();
-  if (!context) return -1;
+function counterIn(context) {
   const y = probe.height - MARGIN - CELL + CELL / 2;
   let number = 0;
   for (let bit = 0; bit < BITS; bit++) {
@@ -41,6 +39,17 @@ window.readFrameCounter = function () {
     number = (number << 1) | (sum / (px.length / 4) > 128 ? 1 : 0);
   }
   return number;
+}
+
+window.readFrameCounter = function () {
+  const context = copyPicture();
+  return context ? counterIn(context) : -1;
+};
+
+// The picture on screen now as PNG, with the number it carries (one copy: the two always agree).
+window.capturePicture = function () {
+  const context = copyPicture();
+  return context ? { frame: counterIn(context), png: probe.toDataURL("image/png") } : null;
 };
 
 window.samplePixel = function (x, y) {
