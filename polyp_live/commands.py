@@ -37,6 +37,8 @@ COMMANDS: dict[str, Command] = {
     "build-engine": Command("polyp_live.tools.build_engine", "compile an ONNX model into a TensorRT engine",
                             "tensorrt"),
     "benchmark": Command("polyp_live.tools.benchmark", "latency of every backend and precision on the same frames"),
+    "benchmark-web": Command("polyp_live.tools.web_benchmark",
+                             "glass-to-glass added by the browser view, 0/1/4 viewers, WebRTC and MJPEG", "web"),
     "serve": Command("polyp_live.tools.serve", "serve the model to many rooms through Triton", "serve"),
     "load-test": Command("polyp_live.tools.load_test", "N simulated rooms against a Triton server", "triton-client"),
     "make-demo": Command("polyp_live.tools.make_demo_clip", "build the bundled demo clip from test images"),

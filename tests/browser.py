@@ -8,7 +8,9 @@ is missing. Console errors and uncaught page errors are collected: a page that l
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +49,10 @@ def chromium_page():
             yield page, errors
         finally:
             browser.close()
+
+
+def keep_screenshot(page, name: str) -> None:
+    """With POLYP_LIVE_SCREENSHOTS=DIR, save what the page shows now as DIR/NAME (the README's pictures)."""
+    folder = os.environ.get("POLYP_LIVE_SCREENSHOTS")
+    if folder:
+        page.screenshot(path=str(Path(folder) / name))

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from browser import chromium_page
+from browser import chromium_page, keep_screenshot
 from conftest import decode, write_video
 from polyp_live.realtime.cli import DEMO_CLIP
 from polyp_live.training.metrics import image_metrics
@@ -121,6 +121,7 @@ def test_a_still_comes_back_outlined_with_the_products_mask_and_its_scores(files
         outlined = data_url_image(page.get_attribute("#download-outlined", "href"), cv2.IMREAD_COLOR)
         dice, iou = float(page.inner_text("#dice")), float(page.inner_text("#iou"))
         assert page.get_attribute("#download-mask", "download") == "polyp-45-mask.png"
+        keep_screenshot(page, "files-page.png")
         assert errors == []
     assert np.array_equal(mask, expected)
     scores = image_metrics(expected > 0, truth > 0)

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from conftest import decode, make_brightness_model, write_video
-from browser import chromium_page
+from browser import chromium_page, keep_screenshot
 from polyp_live.realtime.cli import DEMO_CLIP
 from polyp_live.realtime.web.frame_counter import read_counter
 from polyp_live.tools.web_benchmark import COUNTER_BAND, counter_clip
@@ -196,9 +196,11 @@ def test_mjpeg_stream_updates_in_an_img(looping):
 def test_panel_turns_the_polyp_indicator_on_over_a_polyp_scene_and_off_after_it(looping):
     with chromium_page() as (page, errors):
         page.goto(looping.url)
+        wait_for(page, "window.polypLive.painted > 10")
         # Frames 0-89 and 180-209 hold a polyp, 90-179 do not; the clip loops every 7 s.
         wait_for(page, "document.getElementById('panel').dataset.polyp === '1'", 20)
         assert page.inner_text("#indicator").startswith("POLYP")
+        keep_screenshot(page, "web-view.png")
         wait_for(page, "document.getElementById('panel').dataset.polyp === '0'", 20)
         assert page.inner_text("#indicator") == "no polyp"
         assert float(page.inner_text("#fps")) > 5

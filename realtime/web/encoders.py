@@ -11,6 +11,7 @@ the newest keyframe (one per second, and one at once for a new viewer).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from fractions import Fraction
@@ -26,6 +27,19 @@ JPEG_QUALITY = 80
 H264_BITRATE_PER_PIXEL = 4.0  # ~3.7 Mbit/s at 720p30: an endoscope picture's fine texture stays legible
 RING = 90                # H.264 packets kept for viewers that are behind (3 s at 30 FPS)
 MAX_BEHIND = 3           # packets a WebRTC viewer may lag before it jumps to the newest keyframe
+WEB_NICENESS = 10        # the web view's threads yield the CPU to capture, inference and recording
+
+
+def yield_to_the_pipeline(step: int = WEB_NICENESS) -> None:
+    """Lower the calling thread's scheduling priority (Linux: per thread) so the web view, which may
+    drop pictures, never takes CPU time the pipeline, which may not, needs. Best effort elsewhere."""
+    if not hasattr(os, "setpriority"):
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + step))
+    except OSError:
+        pass
 
 
 class PictureEncoder:
@@ -56,6 +70,7 @@ class PictureEncoder:
 
     def _run(self) -> None:
         seq = -1
+        yield_to_the_pipeline()
         try:
             while not self._closing.is_set():
                 if self.viewers <= 0:

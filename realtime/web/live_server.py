@@ -29,7 +29,7 @@ import cv2
 
 from polyp_live.realtime.errors import UsageError
 from polyp_live.realtime.view import LiveView
-from polyp_live.realtime.web.encoders import H264Stream, JpegEncoder
+from polyp_live.realtime.web.encoders import H264Stream, JpegEncoder, yield_to_the_pipeline
 from polyp_live.realtime.web.security import WebAddress, middlewares, secure_headers, static_response, same_origin
 from polyp_live.realtime.web.webrtc import WebRtcPeers, Wakeup
 
@@ -103,6 +103,7 @@ class WebView:
     # ---- the server's thread -------------------------------------------------------------------
 
     def _run(self) -> None:
+        yield_to_the_pipeline()   # WebRTC packetising and the viewers' sockets: best effort too
         loop = asyncio.new_event_loop()
         self._loop = loop
         asyncio.set_event_loop(loop)

@@ -61,6 +61,7 @@ window.samplePixel = function (x, y) {
 // ---- painting: count pictures, and with ?measure=1 report when each frame was painted ------------------
 function painted() {
   state.painted += 1;
+  if (state.painted === 1) $("waiting").hidden = true;
   if (params.get("measure") === "1") {
     const frame = window.readFrameCounter();
     if (frame >= 0 && frame !== state.frame) state.reports.push([frame, Date.now(), state.transport]);
@@ -151,7 +152,6 @@ async function startVideo() {
       useMjpeg("no WebRTC picture");
     }
   }, WEBRTC_START_MS);
-  video.addEventListener("playing", () => { $("waiting").hidden = true; });
 }
 
 // ---- the panel and the controls ---------------------------------------------------------------------
