@@ -157,7 +157,7 @@ class OutputStage:
             overlay(canvas, detection, r.prob, r.roi, style)
         if cfg.render.hud:
             hud = HudInfo(self.stats.rolling_fps(), self.stats.rolling_ms("video_delay"),
-                          1000 * (t - drawn.arrival) if drawn is not None else None, self._inference_ms,
+                          self._annotation_delay_ms(t, drawn), self._inference_ms,
                           self.model.model, self.model.precision, self.model.backend, state, self.status(),
                           stale_ms, self.appearance() if present else "")
             draw_hud(canvas, hud, present, self._last_roi)
@@ -186,6 +186,14 @@ class OutputStage:
             self.stats.count("polyp_frames")
         if cfg.display or cfg.web:
             self.view.publish(canvas, present, self.appearance() if present else "", frame.source_index)
+
+    def _annotation_delay_ms(self, t: float, drawn: Annotation | None) -> float | None:
+        """The HUD's annotation delay: a rolling mean like its video delay (this frame's own until
+        there is one), so that in file mode, where both are the same frames', the two agree."""
+        if drawn is None:
+            return None
+        rolling = self.stats.rolling_ms("annotation_delay")
+        return rolling if rolling > 0 else 1000 * (t - drawn.arrival)
 
     def write_mask(self, annotation: Annotation) -> None:
         """Write the annotation's frame-size mask, named after its source frame."""

@@ -21,7 +21,9 @@ class HudInfo:
     Attributes:
         fps: output frames per second (rolling).
         video_delay_ms: capture to display of the frames (rolling mean).
-        annotation_delay_ms: capture of the mask's frame to its display; None when no mask is drawn.
+        annotation_delay_ms: capture of the drawn masks' frames to their display (rolling mean, like
+            the video delay, so the two compare; in file mode they are the same frames'); None when
+            no mask is drawn.
         inference_ms: the model's time on its latest frame.
         model: the model's name (file stem).
         precision: fp32, fp16 or int8.
@@ -88,18 +90,22 @@ def hud_panel(frame_size: tuple[int, int], roi: tuple[int, int, int, int] | None
     """Where the HUD goes: (x, y, width, outside) for a frame (w, h) whose field of view is ``roi``.
 
     When the frame has side margins wide enough (they usually do: the endoscope's round or octagonal
-    image sits inside a black frame), the panel goes into the wider one, at the top, so it covers
-    nothing of the image. Otherwise it sits in the top-left corner over the image.
+    image sits inside a black frame), the panel goes into one of them, at the top, so it covers
+    nothing of the image: the right one whenever it is wide enough, the left one only when the right
+    one is not. Preferring one side keeps the panel still when the field of view shifts by a few
+    pixels between scenes, and keeps it off the left margin where processors and clips put their
+    captions and patient data. Otherwise it sits in the top-left corner over the image.
     """
     w, h = frame_size
     pad = max(4, w // 160)
     if roi is not None:
         x, _, rw, _ = roi
         left, right = x, w - (x + rw)
-        side, margin = ("right", right) if right >= left else ("left", left)
-        if margin >= max(96, w // 10):
-            x0 = x + rw + pad if side == "right" else pad
-            return x0, pad, margin - 2 * pad, True
+        wide_enough = max(96, w // 10)
+        if right >= wide_enough:
+            return x + rw + pad, pad, right - 2 * pad, True
+        if left >= wide_enough:
+            return pad, pad, left - 2 * pad, True
     return pad, pad, max(160, w // 5), False
 
 

@@ -122,6 +122,10 @@ def test_hud_goes_into_the_side_margin_and_leaves_the_field_of_view_untouched():
     rx, ry, rw, rh = roi
     assert np.all(frame[ry:ry + rh, rx:rx + rw] == 90)   # nothing drawn over the image
     assert np.any(frame[:, rx + rw:] != 90)             # the panel is there
+    # The demo's third polyp-free scene sits 16 px further right (left margin 184, right 168): the
+    # panel stays in the right margin, off the clip's caption in the top-left corner.
+    assert hud_panel((1280, 720), (184, 8, 928, 704))[0] >= 184 + 928
+    assert hud_panel((1280, 720), (300, 8, 900, 704))[:2] == (8, 8)   # only the left margin is wide enough
     # Without margins the panel sits in the top-left corner, over the image.
     assert hud_panel((1280, 720), (0, 0, 1280, 720))[3] is False
     assert hud_panel((1280, 720), None)[:2] == hud_panel((1280, 720), (0, 0, 1280, 720))[:2]
