@@ -52,16 +52,16 @@ class Window:
         Returns None when nothing changed since the last call (the screen keeps what it shows).
         """
         v = self.view
-        if not (v.paused.is_set() and v.live):  # a paused live view holds its picture
+        if not (v.paused.is_set() and v.live_source):  # a paused live view holds its picture
             seq, image = v.newest()
             if seq != self._seq:
                 self._seq, self.current = seq, image
         signal, message = v.signal, v.message
-        key = (self._seq, signal if v.live else "", message)
+        key = (self._seq, signal if v.live_source else "", message)
         if key == self._shown_key:
             return None  # redrawing an unchanged picture 100 times a second would cost a core
         self._shown_key = key
-        if signal and v.live:
+        if signal and v.live_source:
             size = (self.current.shape[1], self.current.shape[0]) if self.current is not None else (640, 480)
             shown = signal_lost_screen(self.current, size, signal)
         else:

@@ -121,7 +121,7 @@ class OutputStage:
     def _timestamp(self, frame: Frame) -> float:
         """Seconds since the recording's first frame: the source's own clock for files, capture time
         for live feeds, so the recording lasts as long as what it recorded."""
-        t = frame.arrival if self.view.live else frame.source_index / self.fps
+        t = frame.arrival if self.view.live_source else frame.source_index / self.fps
         if self._t0 is None:
             self._t0 = t
         return t - self._t0
@@ -169,7 +169,7 @@ class OutputStage:
                                               out.record_codec, out.record_preset, out.record_crf, out.record_gop_s,
                                               out.record_queue, cfg.performance.encoder_threads,
                                               on_encoded=lambda s: self.stats.record("encode", s),
-                                              clock=Fraction(1, 90000) if self.view.live else None)
+                                              clock=Fraction(1, 90000) if self.view.live_source else None)
             if not self.recorder.submit(canvas, self._timestamp(frame), block=not self.live):
                 self.stats.count("record_dropped")
         if not self.live and annotation is not None:

@@ -39,13 +39,15 @@ class LiveView:
     """Shared between the pipeline's threads and the main thread; every method is thread-safe.
 
     Args:
-        live: the source is a live feed (a paused live view holds its picture; a file pauses reading).
+        live_source: the source is a camera or stream, not a file (a paused view of a live source
+            holds its picture while capture goes on; a file, paced or not, pauses reading). Not the
+            pipeline's *live mode*, which a ``--realtime`` file shares with live sources.
         stop: the pipeline's stop event, set by :meth:`request_stop`.
     """
 
-    def __init__(self, live: bool = False, stop: threading.Event | None = None, style: str = "both",
+    def __init__(self, live_source: bool = False, stop: threading.Event | None = None, style: str = "both",
                  smoothing: str = "confidence"):
-        self.live = live
+        self.live_source = live_source
         self.paused = threading.Event()
         self.overlay = True
         self.style = style

@@ -56,7 +56,7 @@ def make_stage(tmp_path, live: bool = True, record: bool = False, max_age_ms: fl
     config = PipelineConfig(render=RenderConfig(style="fill", alpha=1.0, color=(0, 255, 0), max_annotation_age_ms=max_age_ms),
                             output=out, roi=RoiConfig(mode="full"), postprocess=PostprocessConfig(min_area=0), display=True)
     stats = PipelineStats()
-    stage = OutputStage(config, stats, LiveView(live=True), ModelInfo("m", "fp32", "fake"), 30.0, live=live)
+    stage = OutputStage(config, stats, LiveView(live_source=True), ModelInfo("m", "fp32", "fake"), 30.0, live=live)
     return stage, stats
 
 
@@ -103,7 +103,7 @@ def test_the_window_works_on_the_view_alone_and_messages_stay_off_the_recording(
                      "destroyWindow": lambda *a: None}.items():
         monkeypatch.setattr(display.cv2, name, fn)
     stop = threading.Event()
-    view = LiveView(live=True, stop=stop)
+    view = LiveView(live_source=True, stop=stop)
     window = display.Window(view, str(tmp_path / "snaps"))
     assert not hasattr(window, "pipeline")
     picture = np.full((120, 160, 3), 50, np.uint8)

@@ -61,7 +61,7 @@ def test_the_output_stage_draws_the_moved_mask_only_when_asked(tmp_path):
     for motion in (False, True):
         config = PipelineConfig(render=RenderConfig(style="fill", alpha=1.0, color=(0, 255, 0), motion_shift=motion),
                                 roi=RoiConfig(mode="full"), display=True)
-        stage = OutputStage(config, PipelineStats(), LiveView(live=True), ModelInfo("m", "fp32", "x"), 30.0, live=True)
+        stage = OutputStage(config, PipelineStats(), LiveView(live_source=True), ModelInfo("m", "fp32", "x"), 30.0, live=True)
         annotation = Annotation.of(Frame(0, old_image.copy(), now - 0.05), segment(old_image), motion=motion)
         stage.emit(Frame(1, new_image.copy(), now), annotation)
         green = np.all(stage.view.newest()[1] == (0, 255, 0), axis=-1)
