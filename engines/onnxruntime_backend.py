@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from polyp_live.engines.base import sigmoid
+from polyp_live.engines.base import Backend
 from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
 from polyp_live.engines.spec import ModelSpec
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(Backend):
     """Runs an ``.onnx`` model with ONNX Runtime.
 
     Args:
@@ -101,17 +101,8 @@ class OnnxRuntimeBackend:
             raise ModelLoadError(f"model {path} gives a {output.type} output; polyp-live needs float probabilities")
         return output.name
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Run one 1x3xHxW float32 input; return the HxW probability map."""
-        out = self.session.run([self.output_name], {self.input_name: batch})[0]
-        prob = out.reshape(out.shape[-2:]).astype(np.float32, copy=False)
-        return sigmoid(prob) if self.spec.output == "logits" else prob
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input_name: batch})[0]
 
     def close(self) -> None:
         self.session = None
-
-    def __enter__(self) -> "OnnxRuntimeBackend":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

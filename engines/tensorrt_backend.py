@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polyp_live.engines.base import sigmoid
+from polyp_live.engines.base import Backend
 from polyp_live.engines.cuda_memory import CudaGraph, HostDeviceBuffer, Stream, gpu_info
 from polyp_live.engines.errors import ModelLoadError
 from polyp_live.engines.spec import ModelSpec
@@ -35,7 +35,7 @@ def check_engine_matches(spec: ModelSpec, engine_path: Path, trt_version: str, i
         raise ModelLoadError(f"engine {engine_path} was built for {' and '.join(problems)}; rebuild it: {rebuild}")
 
 
-class TensorRTBackend:
+class TensorRTBackend(Backend):
     """Runs a ``.engine``; given an ``.onnx`` it builds (once) and caches an engine beside it.
 
     Args:
@@ -67,6 +67,19 @@ class TensorRTBackend:
         self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
             raise ModelLoadError(f"TensorRT could not deserialize {path}; rebuild it with polyp-live build-engine")
+        self.stream, self.inputs, self.outputs, self.graph = None, {}, {}, None
+        try:
+            self._bind(path)
+        except BaseException:
+            self.close()   # pinned and device buffers and the stream are freed, not leaked
+            raise
+        self.use_graph, self.runs = cuda_graph, 0
+        self.name = f"tensorrt:{self.spec.info['engine']['precision']}"
+        self.model_path, self.precision = path, str(self.spec.info["engine"]["precision"])
+
+    def _bind(self, path: Path) -> None:
+        """The execution context, the stream and one pinned host + device buffer per tensor."""
+        trt = self.trt
         self.context = self.engine.create_execution_context()
         self.stream = Stream()
         self.inputs, self.outputs = {}, {}
@@ -74,10 +87,9 @@ class TensorRTBackend:
             name = self.engine.get_tensor_name(i)
             shape = tuple(self.engine.get_tensor_shape(name))
             dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
-            buf = HostDeviceBuffer(shape, dtype)
-            self.context.set_tensor_address(name, int(buf.device))
             is_input = self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-            (self.inputs if is_input else self.outputs)[name] = buf
+            buf = (self.inputs if is_input else self.outputs)[name] = HostDeviceBuffer(shape, dtype)  # owned at once
+            self.context.set_tensor_address(name, int(buf.device))
         if len(self.inputs) != 1 or len(self.outputs) != 1:
             raise ModelLoadError(f"engine {path} has {len(self.inputs)} inputs and {len(self.outputs)} outputs; "
                                  "polyp-live needs one of each")
@@ -86,16 +98,12 @@ class TensorRTBackend:
         expected = (1, 3, self.spec.input_height, self.spec.input_width)
         if self.input.shape != expected:
             raise ModelLoadError(f"engine {path} takes input shape {self.input.shape} but its sidecar describes {expected}")
-        self.use_graph, self.graph, self.runs = cuda_graph, None, 0
-        self.name = f"tensorrt:{self.spec.info['engine']['precision']}"
 
     def _enqueue(self) -> None:
         if not self.context.execute_async_v3(self.stream.handle):
             raise RuntimeError("TensorRT execute_async_v3 failed")
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        if batch.shape != self.input.shape:
-            raise ValueError(f"input shape {batch.shape} does not match the engine's {self.input.shape}")
+    def _run(self, batch: np.ndarray) -> np.ndarray:
         np.copyto(self.input.host, batch, casting="same_kind")
         self.stream.upload(self.input)
         if self.graph is not None:
@@ -111,15 +119,17 @@ class TensorRTBackend:
         self.stream.download(self.output)
         self.stream.synchronize()
         self.runs += 1
-        out = self.output.host.reshape(self.output.shape[-2:]).astype(np.float32)
-        return sigmoid(out) if self.spec.output == "logits" else out
+        return self.output.host.reshape(self.output.shape[-2:]).astype(np.float32)  # a copy: the buffer is reused
 
     def close(self) -> None:
+        """Free the CUDA graph, the buffers and the stream. Safe after a failed constructor, and twice."""
         if self.graph is not None:
             self.graph.close()
             self.graph = None
         for buf in [*self.inputs.values(), *self.outputs.values()]:
             buf.free()
         self.inputs, self.outputs = {}, {}
-        self.stream.close()
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
         self.context = self.engine = None

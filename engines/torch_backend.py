@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from polyp_live.engines.base import Backend
 from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
 
 
-class TorchBackend:
+class TorchBackend(Backend):
     """Runs a checkpoint written by ``tools/train.py`` on CUDA when present, else on the CPU."""
 
     def __init__(self, model_path: str | Path, device: str | None = None, cuda_graph: bool = True):
@@ -39,6 +40,7 @@ class TorchBackend:
         self.use_graph = cuda_graph and self.half
         self.runs = 0
         self.name = f"torch:{self.device.type}{':fp16' if self.half else ''}"
+        self.model_path, self.precision = path, "fp16" if self.half else "fp32"
 
     def _forward(self, x):
         return self.torch.sigmoid(self.model(x).float())
@@ -56,7 +58,9 @@ class TorchBackend:
         with torch.cuda.graph(self.graph), torch.inference_mode():
             self.static_out = self._forward(self.static_in)
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    outputs_logits = False   # _forward applies the sigmoid on the device
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
         torch = self.torch
         if self.use_graph:
             if self.graph is None:

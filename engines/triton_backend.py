@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from polyp_live.engines.base import Backend
 from polyp_live.engines.errors import (BackendUnavailableError, InferenceRejected, InferenceUnavailable,
                                        ServerUnreachableError)
 from polyp_live.engines.spec import ModelSpec
@@ -52,7 +53,7 @@ def _first_line(exc: Exception) -> str:
     return (message or type(exc).__name__).strip().splitlines()[0][:200]
 
 
-class TritonBackend:
+class TritonBackend(Backend):
     """A model served by Triton, behind the Backend protocol.
 
     Args:
@@ -68,6 +69,7 @@ class TritonBackend:
     """
 
     wants_uint8 = True
+    outputs_logits = False   # the server answers probabilities
 
     def __init__(self, server: str, model_name: str = MODEL_NAME, timeout: float = 1.0,
                  fallback_spec: ModelSpec | None = None, wait: float = 0.0, notify=None):
@@ -96,6 +98,8 @@ class TritonBackend:
             self.close()
             raise
         self.name = f"triton:{model_name}@{self.address}"
+        info = self.spec.info if isinstance(self.spec.info, dict) else {}
+        self.precision = str(info.get("precision", "fp32"))   # what the server said it runs
         h, w = self.spec.input_height, self.spec.input_width
         self._input = grpcclient.InferInput(INPUT_NAME, [1, h, w, 3], INPUT_TRITON_TYPE)
         self._output = grpcclient.InferRequestedOutput(OUTPUT_NAME)
@@ -184,7 +188,7 @@ class TritonBackend:
                                          "model's sidecar")
         return spec
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray) -> np.ndarray:
         """Send one image; return the float32 HxW probability map.
 
         Raises:
@@ -245,8 +249,3 @@ class TritonBackend:
         if client is not None:
             client.close()
 
-    def __enter__(self) -> "TritonBackend":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

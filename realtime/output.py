@@ -15,6 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 
 
+from polyp_live.engines.base import Backend
 from polyp_live.realtime.config import PipelineConfig
 from polyp_live.realtime.motion import Thumb, estimate_shift, shift_detection
 from polyp_live.realtime.recorder import MaskWriter, VideoRecorder
@@ -73,20 +74,15 @@ class ModelInfo:
     backend: str
 
 
-def describe_backend(backend) -> ModelInfo:
-    """Model name, precision and runtime of a loaded backend (from its attributes or its name)."""
-    path = getattr(backend, "model_path", None)
-    name = Path(path).stem if path else str(getattr(backend, "model_name", "") or "")
+def describe_backend(backend: Backend) -> ModelInfo:
+    """Model name, precision and runtime of a loaded backend, from what it declares."""
+    name = Path(backend.model_path).stem if backend.model_path else backend.model_name
     if name.endswith(".int8"):
         name = name[:-5]
     if not name:  # an engine or a server: describe the network from its sidecar
-        info = getattr(getattr(backend, "spec", None), "info", None) or {}
-        name = " ".join(str(info[k]) for k in ("architecture", "encoder") if isinstance(info, dict) and k in info)
-    precision = getattr(backend, "precision", None)
-    if not precision:
-        label = getattr(backend, "name", "")
-        precision = next((p for p in ("int8", "fp16", "fp32") if p in label), "fp32")
-    return ModelInfo(name, str(precision), str(getattr(backend, "name", "")))
+        info = backend.spec.info if isinstance(backend.spec.info, dict) else {}
+        name = " ".join(str(info[k]) for k in ("architecture", "encoder") if k in info)
+    return ModelInfo(name, backend.precision, backend.name)
 
 
 class OutputStage:

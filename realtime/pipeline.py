@@ -128,7 +128,7 @@ class Pipeline:
 
     def status(self) -> str:
         """The state line for the HUD and console: signal loss, or an inference server reconnecting."""
-        return self.view.signal or str(getattr(self.backend, "status", "") or "")
+        return self.view.signal or self.backend.status
 
     # ---- stages -------------------------------------------------------------------------------
 
@@ -520,9 +520,8 @@ class FilePipeline(Pipeline):
         lost_since = None
         limit = self.config.source.reconnect_timeout
         while not self.stop.is_set():
-            t = time.perf_counter()
             try:
-                return self.backend.infer(prepared.batch), time.perf_counter() - t
+                return self.backend.infer(prepared.batch), self.backend.last_infer_s
             except InferenceUnavailable as exc:
                 now = time.monotonic()
                 lost_since = lost_since if lost_since is not None else now

@@ -121,7 +121,7 @@ class Segmenter:
         d = cfg.decision
         self.decision_config = d if isinstance(d, DecisionConfig) else DecisionConfig.from_spec(backend.spec, **(d or {}))
         self.decision = PresenceDecision(self.decision_config)
-        self._wants_uint8 = bool(getattr(backend, "wants_uint8", False))
+        self._wants_uint8 = backend.wants_uint8
         self._size: tuple[int, int] | None = None
         self._last_roi: Roi | None = None
         self._output_checked = False
@@ -172,9 +172,8 @@ class Segmenter:
             ValueError: the image is not BGR uint8, or a fixed ROI lies outside it.
         """
         prepared = self.prepare(image_bgr)
-        t = time.perf_counter()
         raw = self.backend.infer(prepared.batch)
-        return self.complete(prepared, raw, time.perf_counter() - t)
+        return self.complete(prepared, raw, self.backend.last_infer_s)
 
     def prepare(self, image_bgr: np.ndarray) -> PreparedFrame:
         """The steps before the model: size and scene-cut checks, field of view, preprocessing.
@@ -227,7 +226,7 @@ class Segmenter:
         t0 = time.perf_counter()
         if not self._output_checked:
             # Once: a model that gives NaN or non-probabilities would otherwise run "fine" and see nothing.
-            check_probability_map(raw_prob, str(getattr(self.backend, "model_path", None) or self.backend.name))
+            check_probability_map(raw_prob, str(self.backend.model_path or self.backend.name))
             self._output_checked = True
         if prepared.fresh_picture:
             self._reset_temporal()

@@ -12,6 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from polyp_live.engines.base import Backend
 from polyp_live.engines.spec import ModelSpec
 
 # The test model sees pixel values scaled to [0, 1] with no mean/std, so references are simple.
@@ -85,7 +86,7 @@ def decode(path: Path):
     return frames, fps, size
 
 
-class FakeBackend:
+class FakeBackend(Backend):
     """A Backend whose output is the brightness rule in NumPy, with an optional delay or failure."""
 
     name = "fake"
@@ -93,7 +94,7 @@ class FakeBackend:
     def __init__(self, delay: float = 0.0, fail_after: int | None = None, spec: ModelSpec = TEST_SPEC):
         self.spec, self.delay, self.fail_after, self.calls = spec, delay, fail_after, 0
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray) -> np.ndarray:
         self.calls += 1
         if self.fail_after is not None and self.calls > self.fail_after:
             raise RuntimeError("simulated inference failure")
@@ -101,8 +102,6 @@ class FakeBackend:
             time.sleep(self.delay)
         return (1 / (1 + np.exp(-8 * (batch[0].mean(0) - 0.5)))).astype(np.float32)
 
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
+from polyp_live.engines.base import Backend
+
 from conftest import TEST_SPEC, FakeBackend, moving_disc_frames
 from polyp_live.realtime.cli import main
 from polyp_live.realtime.config import PipelineConfig, PostprocessConfig, RoiConfig, SmoothingConfig
@@ -122,7 +124,7 @@ def test_a_newest_queue_with_room_for_several_frames_drops_the_oldest_first():
         q.get(timeout=0.01)
 
 
-class ScriptedBackend:
+class ScriptedBackend(Backend):
     """Returns the given probability maps in turn, whatever the frame."""
 
     name = "scripted"
@@ -130,11 +132,8 @@ class ScriptedBackend:
     def __init__(self, maps):
         self.spec, self.maps = TEST_SPEC, list(maps)
 
-    def infer(self, batch):
+    def _run(self, batch):
         return self.maps.pop(0)
-
-    def close(self):
-        pass
 
 
 def test_smoothing_shapes_outlines_but_the_frame_own_map_decides_presence():

@@ -236,3 +236,24 @@ def test_int8_calibration_set_is_kept_in_the_model_cache_and_reused(fake_gpu, tm
     assert build_engine.main(["--model", str(model), "--precision", "int8", "--calib", str(tmp_path / "none.npy"),
                               "--out", str(tmp_path / "c.engine")]) == 1
     assert "calibration set" in capsys.readouterr().err and not (tmp_path / "c.engine").exists()
+
+
+def test_a_failed_constructor_frees_its_pinned_and_device_buffers_and_stream(fake_gpu, tmp_path, brightness_model,
+                                                                            monkeypatch):
+    from polyp_live.engines import tensorrt_backend
+    from polyp_live.engines.tensorrt_builder import build_engine
+    cudart, _ = fake_gpu
+    build_engine(brightness_model, tmp_path / "m.engine", "fp32", log=lambda m: None)
+    made, real = [], tensorrt_backend.HostDeviceBuffer
+
+    def out_of_memory_on_the_second(shape, dtype):
+        if made:
+            raise MemoryError("simulated cudaMalloc failure")
+        made.append(real(shape, dtype))
+        return made[-1]
+
+    monkeypatch.setattr(tensorrt_backend, "HostDeviceBuffer", out_of_memory_on_the_second)
+    with pytest.raises(MemoryError):
+        tensorrt_backend.TensorRTBackend(tmp_path / "m.engine")
+    assert len(made) == 1 and made[0].device is None                 # the first buffer was freed ...
+    assert len(cudart.freed) == 2 and ("cudaStreamDestroy",) in cudart.calls   # ... host and device, and the stream

@@ -267,6 +267,6 @@ def live_panel(pipeline) -> Callable[[], dict]:
                 "annotation_delay_ms": round(stats.rolling_ms("annotation_delay"), 1),
                 "model": model.model, "precision": model.precision, "runtime": model.backend,
                 "dropped": int(stats.counters.get("dropped", 0)), "frames": int(stats.counters.get("frames_out", 0)),
-                "server": str(getattr(pipeline.backend, "status", "") or ""), "live": pipeline.live,
+                "server": pipeline.backend.status, "live": pipeline.live,
                 "ended": pipeline.done.is_set()}
     return figures
