@@ -1,0 +1,25 @@
+"""Output into a pipe or a log file: no line wrapped at rich's assumed 80 columns, no name cut short,
+no heading centred over a table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def polyp_live(*argv: str) -> subprocess.CompletedProcess:
+    """``polyp-live ARGV`` with stdout and stderr both pipes (not terminals)."""
+    code = "import sys; from polyp_live.realtime.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_the_run_summary_keeps_its_counters_on_one_line_from_the_left(clip, brightness_model):
+    proc = polyp_live("--source", str(clip), "--model", str(brightness_model), "--headless", "--max-frames", "6")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert any(line.startswith("polyp-live summary: 6 frames in ") for line in lines)
+    counters = [line for line in lines if "frames out" in line]
+    assert len(counters) == 1 and counters[0].startswith("frames in 6, frames out 6, dropped 0, inferred 6")
