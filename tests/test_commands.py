@@ -249,6 +249,29 @@ def test_load_test_without_tritonclient_gives_the_standard_install_line_and_exit
     assert "--backend" not in proc.stderr
 
 
+def test_make_demo_and_the_pipeline_benchmark_replace_an_existing_output_with_force(tmp_path, clip, brightness_model):
+    import json
+    pytest.importorskip("matplotlib")  # the benchmark's delay histogram
+    from test_evaluate import make_sets
+    polyps, _ = make_sets(tmp_path)
+    (polyps / "splits" / "test.txt").write_text("p0\np1\np2\n")  # make-demo takes its scenes from the test split
+    demo = tmp_path / "demo.mp4"
+    demo.write_bytes(b"committed")
+    assert dispatch(["make-demo", "--data", str(polyps), "--negatives", "", "--images", "1", "--seconds", "0.1",
+                     "--out", str(demo), "--force"]) == 0
+    assert demo.read_bytes()[4:8] == b"ftyp"  # an MP4 now, not the bytes that were there
+    outputs = {name: tmp_path / name for name in ("b.json", "b.md", "d.png")}
+    for path in outputs.values():
+        path.write_bytes(b"committed")
+    assert dispatch(["benchmark", "--pipeline", "--model", str(brightness_model), "--source", str(clip), "--frames",
+                     "5", "--sizes", "720p", "--modes", "file", "--precisions", "fp32", "--threads", "1",
+                     "--json", str(outputs["b.json"]), "--markdown", str(outputs["b.md"]), "--png",
+                     str(outputs["d.png"]), "--force"]) == 0
+    assert [r["run"] for r in json.loads(outputs["b.json"].read_text())["runs"]] == ["720p fp32 file"]
+    assert "| 720p fp32 file |" in outputs["b.md"].read_text()
+    assert outputs["d.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def run_blocking(modules: str, *argv: str, cwd: Path = ROOT) -> tuple[subprocess.CompletedProcess, float]:
     """``polyp-live ARGV`` in a fresh interpreter where ``modules`` (comma-separated) cannot be imported,
     as after a plain ``pip install .``; returns the process and its wall time."""
@@ -303,6 +326,7 @@ def test_an_option_that_needs_an_extra_says_so_before_any_work(argv, blocked, ne
     (["make-demo", "--data", "{polyps}", "--out", "{tmp}/out/demo.mp4"], "--negatives", "hyper-kvasir"),
     (["make-figures", "grid", "--out", "{tmp}/out/grid.png"], "--data", "kvasir-seg"),
     (["build-engine", "--validate", "val", "--out", "{tmp}/out/m.engine"], "--data", "kvasir-seg"),
+    (["benchmark", "--model", "{model}"], "--source", "kvasir-seg"),
 ])
 def test_a_dataset_default_missing_in_this_clone_names_the_path_and_where_to_get_it(argv, option, url, tmp_path,
                                                                                     brightness_model, monkeypatch,
@@ -340,3 +364,13 @@ def test_export_checks_its_parity_data_before_exporting(tmp_path, monkeypatch, c
     assert info.value.code == 2 and err.count("\n") == 1
     assert "--data ../shared/data/kvasir-seg (the default) not found" in err and "kvasir-seg/" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_benchmark_names_its_source_not_a_calibration_source(tmp_path, brightness_model):
+    (tmp_path / "empty").mkdir()
+    proc = python("import sys; from polyp_live.commands import dispatch; sys.exit(dispatch(sys.argv[1:]))",
+                  "benchmark", "--model", f"{brightness_model}@onnxruntime:fp32", "--source", str(tmp_path / "empty"),
+                  "--frames", "1", "--runs", "1", "--warmup", "0")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert f"--source {tmp_path / 'empty'} yields no decodable frames" in proc.stderr
+    assert "calibration" not in proc.stderr

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+
 ROOT = Path(__file__).resolve().parents[1]
 LONG = "a-model-whose-file-name-is-long-enough-that-an-eighty-column-table-had-to-cut-it-short"
 
@@ -32,6 +34,18 @@ def test_the_run_summary_keeps_its_counters_on_one_line_from_the_left(clip, brig
     assert any(line.startswith("polyp-live summary: 6 frames in ") for line in lines)
     counters = [line for line in lines if "frames out" in line]
     assert len(counters) == 1 and counters[0].startswith("frames in 6, frames out 6, dropped 0, inferred 6")
+
+
+def test_the_benchmark_table_shows_a_long_model_name_whole(tmp_path, brightness_model):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "f0.png"), cv2.imread(str(ROOT / "docs" / "overlay.png")))
+    model = long_named(brightness_model)
+    proc = polyp_live("benchmark", "--model", f"{model}@onnxruntime:fp32", "--source", str(frames), "--frames", "1",
+                      "--runs", "1", "--warmup", "0")
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("│")]
+    assert len(rows) == 1 and f" {LONG}.onnx " in rows[0] and "…" not in proc.stdout
 
 
 def test_the_evaluation_heading_is_one_line_with_the_whole_model_path(tmp_path, brightness_model):
