@@ -344,6 +344,7 @@ def test_a_dataset_default_missing_in_this_clone_names_the_path_and_where_to_get
 
 
 @pytest.mark.parametrize("argv", [
+    ["train", "--data", "{tmp}/none", "--out", "{tmp}/out"],
     ["make-sequence", "--data", "{tmp}/none", "--out", "{tmp}/out"],
 ])
 def test_a_missing_data_folder_is_refused_with_the_download_hint(argv, tmp_path, capsys):
@@ -374,3 +375,20 @@ def test_benchmark_names_its_source_not_a_calibration_source(tmp_path, brightnes
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1
     assert f"--source {tmp_path / 'empty'} yields no decodable frames" in proc.stderr
     assert "calibration" not in proc.stderr
+
+
+def test_train_help_lists_max_steps_per_epoch(capsys):
+    with pytest.raises(SystemExit) as info:
+        run("train", ["--help"])
+    assert info.value.code == 0 and "--max-steps-per-epoch N" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, rate, origin", [
+    ([], 1e-3, "the default from the ImageNet encoder"),
+    (["--model", "engines/models/polyp-unetpp-lite0-256.onnx"], 1e-4, "the fine-tuning default"),
+    (["--model", "engines/models/polyp-unetpp-lite0-256.onnx", "--lr", "3e-4"], 3e-4, "--lr"),
+])
+def test_a_fine_tune_starts_at_the_fine_tuning_rate_unless_lr_is_given(argv, rate, origin, tmp_path):
+    from polyp_live.tools import train
+    args = train.parse_args(["--data", str(tmp_path), "--out", str(tmp_path / "run"), *argv])
+    assert args.lr == rate and args.lr_origin.startswith(origin)
