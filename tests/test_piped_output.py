@@ -3,6 +3,7 @@ no heading centred over a table."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -15,9 +16,15 @@ LONG = "a-model-whose-file-name-is-long-enough-that-an-eighty-column-table-had-t
 
 
 def polyp_live(*argv: str) -> subprocess.CompletedProcess:
-    """``polyp-live ARGV`` with stdout and stderr both pipes (not terminals)."""
+    """``polyp-live ARGV`` with stdout and stderr both pipes (not terminals), from a user's plain environment.
+
+    An earlier in-process ``--verbose`` run leaves OPENCV_LOG_LEVEL=INFO in this process's
+    environment; OpenCV's INFO lines would then open the child's output.
+    """
     code = "import sys; from polyp_live.realtime.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENCV_LOG_LEVEL", "OPENCV_FFMPEG_LOGLEVEL")}
+    return subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=env)
 
 
 def long_named(model: Path) -> Path:
