@@ -24,8 +24,12 @@ def _evenly(n_total: int, count: int) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, n_total - 1, count)})
 
 
-def sample_frames(source: str | Path, count: int = 500, split: str = "train") -> list[np.ndarray]:
-    """BGR frames from a video, an image folder or a dataset split (``images/`` + ``splits/``)."""
+def sample_frames(source: str | Path, count: int = 500, split: str = "train",
+                  name: str = "calibration source") -> list[np.ndarray]:
+    """BGR frames from a video, an image folder or a dataset split (``images/`` + ``splits/``).
+
+    ``name`` is what the errors call the source: the calibration source, or the option that gave it.
+    """
     path = Path(source)
     if (path / "images").is_dir():
         from polyp_live.training.dataset import read_pair, scan, split_stems
@@ -47,9 +51,9 @@ def sample_frames(source: str | Path, count: int = 500, split: str = "train") ->
                 frames.append(frame)
         cap.release()
     else:
-        raise CalibrationError(f"calibration source {source} not found; pass a video, an image folder or a dataset folder")
+        raise CalibrationError(f"{name} {source} not found; pass a video, an image folder or a dataset folder")
     if not frames:
-        raise CalibrationError(f"calibration source {source} yields no decodable frames")
+        raise CalibrationError(f"{name} {source} yields no decodable frames")
     return frames
 
 

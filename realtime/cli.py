@@ -171,7 +171,6 @@ def _leave_if_a_device_call_hangs(code: int) -> None:
 
 
 def _main(argv: list[str] | None, signals: SignalGuard) -> int:
-    from rich.console import Console
     from rich.live import Live
     from rich.markup import escape
 
@@ -183,13 +182,14 @@ def _main(argv: list[str] | None, signals: SignalGuard) -> int:
     from polyp_live.realtime.display import Window, display_available
     from polyp_live.realtime.pipeline import Pipeline
     from polyp_live.realtime.sources import open_source
+    from polyp_live.realtime import terminal
 
     parser = build_parser()
     args = parser.parse_args(argv)
     options.validate(parser, args)
     options.quiet_native_logs(args.verbose)
     signals.check()
-    console = Console(stderr=True)
+    console = terminal.console(stderr=True)  # no 80-column wrap in a log or a pipe
 
     def fail(message: str, code: int = 1) -> int:
         # Escaped: a path like x[/].mp4 or a hint like 'polyp-live[train]' is text, not rich markup.

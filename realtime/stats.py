@@ -16,7 +16,10 @@ from collections import deque
 from pathlib import Path
 
 import numpy as np
+from rich.console import Group
 from rich.table import Table
+
+from polyp_live.realtime.terminal import loose_headings
 
 STAGES = ("capture", "preprocess", "inference", "postprocess", "render", "write", "encode",
           "video_delay", "annotation_delay")
@@ -175,8 +178,8 @@ class PipelineStats:
         table.add_row("dropped / corrupt", f"{counters['dropped']} / {counters['corrupt']}")
         return table
 
-    def summary_table(self) -> Table:
-        """The table printed at exit: p50, p95, p99 and max per stage."""
+    def summary_table(self) -> Group:
+        """What is printed at exit: a heading line, p50, p95, p99 and max per stage, a line of counters."""
         data = self.summary()
         table = Table(title=f"polyp-live summary: {data['counters']['frames_out']} frames in {data['wall_s']:.1f} s "
                             f"({data['fps']:.1f} FPS)", title_justify="left")
@@ -187,7 +190,7 @@ class PipelineStats:
         counters = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in data["counters"].items() if v or k in
                              ("frames_in", "frames_out", "dropped", "inferred", "polyp_frames"))
         table.caption = counters
-        return table
+        return loose_headings(table)
 
     def write_json(self, path: str | Path) -> None:
         """Write :meth:`summary` as JSON; raises OSError when the file cannot be written."""

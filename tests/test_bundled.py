@@ -36,7 +36,7 @@ def test_readme_and_model_card_quote_the_operating_point_the_sidecar_holds():
     assert f"**Persistence K/N = {point['k']}/{point['n']}" in card
     # `evaluate --choose-operating-point` without a target chooses as the bundled model was chosen.
     from polyp_live.tools import evaluate
-    defaults = evaluate.parse_args(["--model", "m.onnx", "--out", "o"])
+    defaults = evaluate.build_parser().parse_args(["--model", "m.onnx", "--out", "o"])
     assert defaults.false_alarm_target == point["false_alarm_target"]
 
 

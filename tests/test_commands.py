@@ -240,17 +240,155 @@ def test_commands_that_write_committed_files_by_default_refuse_to_replace_withou
     assert (tmp_path / "demo.mp4").read_bytes() == (tmp_path / "b.json").read_bytes() == b"committed"
 
 
-def test_load_test_without_tritonclient_names_the_extra_and_exits_2(monkeypatch, capsys):
-    import builtins
-    real_import = builtins.__import__
+def test_load_test_without_tritonclient_gives_the_standard_install_line_and_exits_2():
+    from polyp_live.commands import install_hint
+    proc = python("import sys; sys.modules['tritonclient'] = None; from polyp_live.commands import dispatch; "
+                  "sys.exit(dispatch(sys.argv[1:]))", "load-test", "--server", "grpc://127.0.0.1:1")
+    assert proc.returncode == 2
+    assert proc.stderr == f"polyp-live load-test: error: {install_hint('load-test', 'triton-client')}\n"
+    assert "--backend" not in proc.stderr
 
-    def no_tritonclient(name, *args, **kwargs):
-        if name.startswith("tritonclient"):
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "__import__", no_tritonclient)
-    from polyp_live.tools import load_test
-    assert load_test.main(["--server", "grpc://127.0.0.1:1"]) == 2
+def test_make_demo_and_the_pipeline_benchmark_replace_an_existing_output_with_force(tmp_path, clip, brightness_model):
+    import json
+    pytest.importorskip("matplotlib")  # the benchmark's delay histogram
+    from test_evaluate import make_sets
+    polyps, _ = make_sets(tmp_path)
+    (polyps / "splits" / "test.txt").write_text("p0\np1\np2\n")  # make-demo takes its scenes from the test split
+    demo = tmp_path / "demo.mp4"
+    demo.write_bytes(b"committed")
+    assert dispatch(["make-demo", "--data", str(polyps), "--negatives", "", "--images", "1", "--seconds", "0.1",
+                     "--out", str(demo), "--force"]) == 0
+    assert demo.read_bytes()[4:8] == b"ftyp"  # an MP4 now, not the bytes that were there
+    outputs = {name: tmp_path / name for name in ("b.json", "b.md", "d.png")}
+    for path in outputs.values():
+        path.write_bytes(b"committed")
+    assert dispatch(["benchmark", "--pipeline", "--model", str(brightness_model), "--source", str(clip), "--frames",
+                     "5", "--sizes", "720p", "--modes", "file", "--precisions", "fp32", "--threads", "1",
+                     "--json", str(outputs["b.json"]), "--markdown", str(outputs["b.md"]), "--png",
+                     str(outputs["d.png"]), "--force"]) == 0
+    assert [r["run"] for r in json.loads(outputs["b.json"].read_text())["runs"]] == ["720p fp32 file"]
+    assert "| 720p fp32 file |" in outputs["b.md"].read_text()
+    assert outputs["d.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def run_blocking(modules: str, *argv: str, cwd: Path = ROOT) -> tuple[subprocess.CompletedProcess, float]:
+    """``polyp-live ARGV`` in a fresh interpreter where ``modules`` (comma-separated) cannot be imported,
+    as after a plain ``pip install .``; returns the process and its wall time."""
+    import time
+    blocks = "; ".join(f"sys.modules[{m!r}] = None" for m in modules.split(","))
+    started = time.monotonic()
+    proc = python(f"import sys; {blocks}; from polyp_live.commands import dispatch; sys.exit(dispatch(sys.argv[1:]))",
+                  *argv, cwd=cwd)
+    return proc, time.monotonic() - started
+
+
+def test_evaluate_of_an_onnx_model_needs_no_extra(tmp_path, brightness_model):
+    from test_evaluate import make_sets
+    polyps, free = make_sets(tmp_path)
+    out = tmp_path / "eval"
+    proc, _ = run_blocking("torch,matplotlib,PIL", "evaluate", "--model", str(brightness_model), "--data", str(polyps),
+                           "--negatives", str(free), "--split", "val", "--sweep", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name for p in out.iterdir()} >= {"val_summary.json", "val_per_image.csv", "val_frames.json"}
+    assert "matplotlib is missing" in proc.stdout and proc.stderr == ""
+    assert COMMANDS["evaluate"].extra is None and COMMANDS["evaluate-video"].extra is None
+
+
+@pytest.mark.parametrize("argv, blocked, needed_by", [
+    (["evaluate", "--model", "{tmp}/best.pt", "--data", "{polyps}", "--negatives", "", "--out", "{tmp}/out"],
+     "torch", "evaluate --model {tmp}/best.pt"),
+    (["evaluate-video", "--source", "{clip}", "--model", "{tmp}/best.pt", "--out", "{tmp}/out"],
+     "torch", "evaluate-video --model {tmp}/best.pt"),
+    # Without the check, 300 frames of the demo clip went through the model before the PNG could not be written.
+    (["make-figures", "overlay", "--frame", "300", "--out", "{tmp}/out/o.png"], "PIL", "make-figures overlay"),
+    (["make-figures", "curves", "--log", "{tmp}/run", "--out", "{tmp}/out/c.png"], "matplotlib",
+     "make-figures curves"),
+])
+def test_an_option_that_needs_an_extra_says_so_before_any_work(argv, blocked, needed_by, tmp_path, clip):
+    from test_evaluate import make_sets
+    from polyp_live.commands import install_hint
+    polyps, _ = make_sets(tmp_path)
+    (tmp_path / "best.pt").write_bytes(b"a checkpoint")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "log.csv").write_text("epoch,loss\n1,0.5\n")
+    proc, seconds = run_blocking(blocked, *[a.format(tmp=tmp_path, polyps=polyps, clip=clip) for a in argv])
+    assert proc.returncode == 2
+    command = argv[0]
+    assert proc.stderr == f"polyp-live {command}: error: {install_hint(needed_by.format(tmp=tmp_path), 'train')}\n"
+    assert seconds < 5 and not (tmp_path / "out").exists()  # refused at once: nothing run, nothing written
+
+
+@pytest.mark.parametrize("argv, option, url", [
+    (["evaluate", "--model", "{model}", "--out", "{tmp}/out"], "--data", "kvasir-seg"),
+    (["evaluate", "--model", "{model}", "--data", "{polyps}", "--out", "{tmp}/out"], "--negatives", "hyper-kvasir"),
+    (["make-demo", "--out", "{tmp}/out/demo.mp4"], "--data", "kvasir-seg"),
+    (["make-demo", "--data", "{polyps}", "--out", "{tmp}/out/demo.mp4"], "--negatives", "hyper-kvasir"),
+    (["make-figures", "grid", "--out", "{tmp}/out/grid.png"], "--data", "kvasir-seg"),
+    (["build-engine", "--validate", "val", "--out", "{tmp}/out/m.engine"], "--data", "kvasir-seg"),
+    (["benchmark", "--model", "{model}"], "--source", "kvasir-seg"),
+])
+def test_a_dataset_default_missing_in_this_clone_names_the_path_and_where_to_get_it(argv, option, url, tmp_path,
+                                                                                    brightness_model, monkeypatch,
+                                                                                    capsys):
+    from test_evaluate import make_sets
+    polyps, _ = make_sets(tmp_path)
+    monkeypatch.chdir(tmp_path)  # a clone that has no ../shared/data beside it
+    with pytest.raises(SystemExit) as info:
+        dispatch([a.format(tmp=tmp_path, model=brightness_model, polyps=polyps) for a in argv])
     err = capsys.readouterr().err
-    assert "polyp-live[triton-client]" in err and "--backend" not in err and err.count("\n") == 1
+    default = {"--negatives": "../shared/data/negatives"}.get(option, "../shared/data/kvasir-seg")
+    assert info.value.code == 2 and err.count("\n") == 1, err
+    assert f"{option} {default} (the default) not found" in err and f"https://datasets.simula.no/{url}/" in err
+    assert "calibration" not in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--data", "{tmp}/none", "--out", "{tmp}/out"],
+    ["make-sequence", "--data", "{tmp}/none", "--out", "{tmp}/out"],
+])
+def test_a_missing_data_folder_is_refused_with_the_download_hint(argv, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        dispatch([a.format(tmp=tmp_path) for a in argv])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1
+    assert f"--data {tmp_path}/none not found; get Kvasir-SEG from https://datasets.simula.no/kvasir-seg/" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_checks_its_parity_data_before_exporting(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        dispatch(["export", "--model", str(tmp_path / "best.pt"), "--out", str(tmp_path / "m.onnx")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1
+    assert "--data ../shared/data/kvasir-seg (the default) not found" in err and "kvasir-seg/" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_benchmark_names_its_source_not_a_calibration_source(tmp_path, brightness_model):
+    (tmp_path / "empty").mkdir()
+    proc = python("import sys; from polyp_live.commands import dispatch; sys.exit(dispatch(sys.argv[1:]))",
+                  "benchmark", "--model", f"{brightness_model}@onnxruntime:fp32", "--source", str(tmp_path / "empty"),
+                  "--frames", "1", "--runs", "1", "--warmup", "0")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert f"--source {tmp_path / 'empty'} yields no decodable frames" in proc.stderr
+    assert "calibration" not in proc.stderr
+
+
+def test_train_help_lists_max_steps_per_epoch(capsys):
+    with pytest.raises(SystemExit) as info:
+        run("train", ["--help"])
+    assert info.value.code == 0 and "--max-steps-per-epoch N" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, rate, origin", [
+    ([], 1e-3, "the default from the ImageNet encoder"),
+    (["--model", "engines/models/polyp-unetpp-lite0-256.onnx"], 1e-4, "the fine-tuning default"),
+    (["--model", "engines/models/polyp-unetpp-lite0-256.onnx", "--lr", "3e-4"], 3e-4, "--lr"),
+])
+def test_a_fine_tune_starts_at_the_fine_tuning_rate_unless_lr_is_given(argv, rate, origin, tmp_path):
+    from polyp_live.tools import train
+    args = train.parse_args(["--data", str(tmp_path), "--out", str(tmp_path / "run"), *argv])
+    assert args.lr == rate and args.lr_origin.startswith(origin)

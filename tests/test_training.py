@@ -542,7 +542,11 @@ def test_a_run_refused_for_its_model_data_or_resume_leaves_no_run_folder(tmp_pat
                            (["--resume"], "--resume given but"),
                            (["--data", str(tmp_path / "none")], "not found")):
         argv = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--size", "64", *extra]
-        assert dispatch(argv) == 2
+        try:
+            code = dispatch(argv)
+        except SystemExit as exc:  # a --data that is no folder is a usage error, refused by the parser
+            code = exc.code
+        assert code == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err and not (tmp_path / "run").exists()
 
@@ -628,8 +632,11 @@ def test_a_run_without_a_terminal_prints_progress_lines_and_keeps_a_log(tmp_path
     lines = [line for line in err.splitlines() if "epoch" in line]
     assert any("epoch 1/2: started (2 steps)" in line for line in lines)
     assert any("epoch 2/2 loss" in line and "val Dice" in line for line in lines)  # each epoch's closing line
+    # The last step of an epoch: step count, loss and the time left.
+    assert any("epoch 1/2 loss" in line and "step 2/2" in line and "min left in this epoch" in line for line in lines)
+    assert "learning rate 0.001 (the default from the ImageNet encoder)" in err.splitlines()[0]
     log = (out / "train.log").read_text()
-    assert "epoch 1/2: started" in log and "epoch 2/2 loss" in log
+    assert "learning rate 0.001" in log and "epoch 1/2: started" in log and "epoch 2/2 loss" in log
     # Without --model the run starts at the from-scratch rate; a fine-tune of an exported model at 1e-4.
     assert torch.load(out / "best.pt", weights_only=True)["config"]["lr"] == 1e-3
     from polyp_live.training.export import export_onnx
@@ -638,3 +645,39 @@ def test_a_run_without_a_terminal_prints_progress_lines_and_keeps_a_log(tmp_path
                                "--batch-size", "4", "--max-steps-per-epoch", "1", "--threads", "1",
                                "--decoder-channels", "32,24,16,16,8", "--model", str(tmp_path / "m.onnx")]) == 0
     assert torch.load(tmp_path / "ft" / "best.pt", weights_only=True)["config"]["lr"] == 1e-4
+    assert "learning rate 0.0001 (the fine-tuning default" in capsys.readouterr().err
+
+
+def test_a_run_on_a_terminal_keeps_the_same_log_beside_its_checkpoints(tmp_path):
+    """Under a terminal (a pseudo-terminal here) the rich bar shows the run and OUT/train.log keeps it."""
+    import os
+    import subprocess
+    import sys
+    data, out = make_dataset(tmp_path / "data"), tmp_path / "run"
+    code = "import sys; from polyp_live.commands import dispatch; sys.exit(dispatch(sys.argv[1:]))"
+    import threading
+    master, slave = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", code, "train", "--data", str(data), "--out", str(out), "--size",
+                             "64", "--epochs", "1", "--batch-size", "4", "--no-pretrained", "--max-steps-per-epoch",
+                             "2", "--threads", "1", "--decoder-channels", "32,24,16,16,8"],
+                            stdin=slave, stdout=slave, stderr=slave, env={**os.environ, "TERM": "xterm"})
+    os.close(slave)
+
+    def drain():  # the bar redraws often: a full terminal buffer would block the run
+        try:
+            while os.read(master, 65536):
+                pass
+        except OSError:  # the child closed the terminal
+            pass
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        assert proc.wait(timeout=300) == 0
+    finally:
+        reader.join(timeout=10)
+        os.close(master)
+    log = (out / "train.log").read_text().splitlines()
+    assert log[0].endswith("learning rate 0.001 (the default from the ImageNet encoder)")
+    assert any(line.endswith("epoch 1/1: started (2 steps)") for line in log)
+    assert any("epoch 1/1 loss" in line and "val Dice" in line for line in log) and (out / "best.pt").is_file()

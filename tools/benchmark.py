@@ -21,7 +21,6 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -38,7 +37,7 @@ from polyp_live.arguments import printable
 def load_frames(source: str, split: str, count: int) -> list[np.ndarray]:
     """The same frame sampling as calibration: a dataset split, an image folder or a video."""
     from polyp_live.calibration.frames import sample_frames
-    return sample_frames(source, count, split)
+    return sample_frames(source, count, split, name="--source")
 
 
 def peak_rss_mb() -> float:
@@ -107,15 +106,17 @@ def default_entries(model: str, checkpoint: str | None) -> list[str]:
     return entries
 
 
-def main(argv=None) -> int:
-    from polyp_live.arguments import check_output_file, command_parser, deprecated_alias, refuse_overwriting_inputs
+def build_parser():
+    """``polyp-live benchmark``'s options."""
+    from polyp_live.arguments import DEFAULT_DATA, command_parser, deprecated_alias
     p = command_parser("benchmark", __doc__)
     p.add_argument("--model", nargs="+", default=None, metavar="PATH[@BACKEND[:PRECISION]]",
                    help="models to compare, the first is the Dice reference; a bare .onnx runs on every backend "
                         "and precision available here, a .pt with torch (default: the bundled model)")
     deprecated_alias(p, "--models", "--model", nargs="+")
     p.add_argument("--checkpoint", default=None, help="also benchmark this .pt with the torch backend")
-    p.add_argument("--source", default="../shared/data/kvasir-seg", help="dataset, image folder or video")
+    p.add_argument("--source", default=DEFAULT_DATA,
+                   help=f"dataset, image folder or video (default {DEFAULT_DATA}; with --pipeline: the demo clip)")
     p.add_argument("--split", default="test")
     p.add_argument("--frames", type=int, default=None,
                    help="frames per model (default 50); with --pipeline, frames per run (default 0: the whole clip)")
@@ -136,7 +137,12 @@ def main(argv=None) -> int:
     pipe.add_argument("--preset", default=None, help="libx264 preset (default superfast)")
     p.add_argument("--force", action="store_true", help="replace result files that already exist (the pipeline "
                    "benchmark's defaults are the committed docs/ files)")
-    args = p.parse_args(argv)
+    return p
+
+
+def check_args(p, args) -> None:
+    """Refuse, before any model runs, bad counts, missing models or source, and outputs over inputs."""
+    from polyp_live.arguments import check_output_file, refuse_overwriting_inputs
     if (args.frames is not None and args.frames < 1) or args.runs < 1 or args.warmup < 0:
         p.error("--frames and --runs need at least 1, --warmup at least 0")
     models = [m.split("@")[0] for m in (args.model or [])] + ([args.checkpoint] if args.checkpoint else [])
@@ -152,39 +158,57 @@ def main(argv=None) -> int:
             Path(value).parent.mkdir(parents=True, exist_ok=True)  # found missing only after the whole run
     refuse_overwriting_inputs(p, {"--json": args.json, "--markdown": args.markdown, "--png": args.png},
                               [args.source, *models])
-    if args.pipeline:
-        from polyp_live.resources import bundled_model, demo_clip
-        from polyp_live.tools.pipeline_benchmark import run
-        docs = Path(__file__).resolve().parents[1] / "docs"
-        outputs = {"--json": args.json or str(docs / "benchmark-pipeline.json"),
-                   "--markdown": args.markdown or str(docs / "benchmark-pipeline.md"),
-                   "--png": args.png or str(docs / "pipeline-delays.png")}
-        existing = [f"{option} {path}" for option, path in outputs.items() if Path(path).exists()]
-        if existing and not args.force:
-            p.error(f"{existing[0]} exists (the defaults are the committed docs/ results); pass --force to replace "
-                    "them, or name other files with --json, --markdown and --png")
-        source = args.source if args.source != p.get_default("source") else str(demo_clip())
-        run(args.model[0] if args.model else str(bundled_model()), source, args.frames or 0, args.threads, args.spinning, args.sizes,
-            args.modes, args.precisions, args.json or str(docs / "benchmark-pipeline.json"),
-            args.markdown or str(docs / "benchmark-pipeline.md"), args.png or str(docs / "pipeline-delays.png"),
-            {k: v for k, v in (("opencv_threads", args.opencv_threads), ("encoder_threads", args.encoder_threads),
-                               ("preset", args.preset)) if v is not None})
-        return 0
-    args.frames = args.frames or 50
+    default = args.source == p.get_default("source")
+    if not Path(args.source).exists() and not (args.pipeline and default):  # --pipeline's default: the demo clip
+        where = " (the default)" if default else ""
+        p.error(f"--source {printable(args.source)}{where} not found; pass a dataset folder, an image folder or a "
+                "video with --source (Kvasir-SEG, whose folder is the default: https://datasets.simula.no/kvasir-seg/)")
 
+
+def main(argv=None) -> int:
+    """``polyp-live benchmark``: latency of each backend and precision on the same frames, or of the pipeline."""
+    p = build_parser()
+    args = p.parse_args(argv)
+    check_args(p, args)
+    if args.pipeline:
+        return run_pipeline(p, args)
+    return run_inference(args)
+
+
+def run_pipeline(p, args) -> int:
+    """``--pipeline``: the whole live pipeline, into the docs/ files unless other outputs are named."""
+    from polyp_live.resources import bundled_model, demo_clip
+    from polyp_live.tools.pipeline_benchmark import run
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    outputs = {"--json": args.json or str(docs / "benchmark-pipeline.json"),
+               "--markdown": args.markdown or str(docs / "benchmark-pipeline.md"),
+               "--png": args.png or str(docs / "pipeline-delays.png")}
+    existing = [f"{option} {path}" for option, path in outputs.items() if Path(path).exists()]
+    if existing and not args.force:
+        p.error(f"{existing[0]} exists (the defaults are the committed docs/ results); pass --force to replace "
+                "them, or name other files with --json, --markdown and --png")
+    source = args.source if args.source != p.get_default("source") else str(demo_clip())
+    run(args.model[0] if args.model else str(bundled_model()), source, args.frames or 0, args.threads, args.spinning,
+        args.sizes, args.modes, args.precisions, outputs["--json"], outputs["--markdown"], outputs["--png"],
+        {k: v for k, v in (("opencv_threads", args.opencv_threads), ("encoder_threads", args.encoder_threads),
+                           ("preset", args.preset)) if v is not None})
+    return 0
+
+
+def run_inference(args) -> int:
+    """Each entry in a fresh process on the same frames; the table (printed) and --json, --markdown."""
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
 
-    from rich.console import Console
-    from rich.table import Table
-
     from polyp_live.calibration.frames import CalibrationError
     from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
+    from polyp_live.realtime import terminal
     from polyp_live.resources import bundled_model
     from polyp_live.training.dataset import DatasetError
     from polyp_live.training.metrics import image_metrics
 
-    console = Console()
+    args.frames = args.frames or 50
+    console = terminal.console()  # piped or redirected: no 80-column limit that cuts the model names
     entries = [e for m in (args.model or [str(bundled_model())]) for e in
                ([m] if "@" in m else [f"{m}@torch"] if Path(m).suffix in (".pt", ".pth") else default_entries(m, None))]
     entries += [f"{args.checkpoint}@torch"] if args.checkpoint else []
@@ -208,21 +232,32 @@ def main(argv=None) -> int:
         console.print(f"{entry}: median {row['median_ms']:.1f} ms", highlight=False)
     machine = {"cpu": cpu_name(), "python": platform.python_version(), "cores_visible": os.cpu_count(),
                "threads": args.threads, "onnxruntime": _version("onnxruntime")}
-    table = Table(title=f"{len(reference)} frames x {args.runs} runs, threads={args.threads or 'default'}, {machine['cpu']}")
-    for col in ("model", "backend", "input", "median ms", "p95 ms", "FPS", "peak RSS MB", "mask Dice vs first"):
-        table.add_column(col, justify="left" if col in ("model", "backend") else "right")
-    base = rows[0]["median_ms"]
-    for r in rows:
-        table.add_row(Path(r["model"]).name, f"{r['backend']} {r['precision']}", "x".join(map(str, r["input"])), f"{r['median_ms']:.1f}",
-                      f"{r['p95_ms']:.1f}", f"{r['throughput_fps']:.1f}", f"{r['peak_rss_mb']:.0f}",
-                      f"{r['mask_dice_vs_reference']:.4f}")
-        r["speedup_vs_first"] = base / r["median_ms"]
-    console.print(table)
+    console.print(results_table(rows, machine, len(reference), args.runs))
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine, "results": rows}, indent=2) + "\n")
     if args.markdown:
         Path(args.markdown).write_text(markdown_table(rows, machine))
     return 0
+
+
+def results_table(rows: list[dict], machine: dict, frames: int, runs: int):
+    """The printed table (its heading on a line of its own); adds ``speedup_vs_first`` to each row."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from polyp_live.realtime.terminal import loose_headings
+
+    table = Table(title=escape(f"{frames} frames x {runs} runs, threads={machine['threads'] or 'default'}, "
+                               f"{machine['cpu']}"))
+    for col in ("model", "backend", "input", "median ms", "p95 ms", "FPS", "peak RSS MB", "mask Dice vs first"):
+        table.add_column(col, justify="left" if col in ("model", "backend") else "right")
+    base = rows[0]["median_ms"]
+    for r in rows:
+        table.add_row(escape(Path(r["model"]).name), f"{r['backend']} {r['precision']}", "x".join(map(str, r["input"])),
+                      f"{r['median_ms']:.1f}", f"{r['p95_ms']:.1f}", f"{r['throughput_fps']:.1f}",
+                      f"{r['peak_rss_mb']:.0f}", f"{r['mask_dice_vs_reference']:.4f}")
+        r["speedup_vs_first"] = base / r["median_ms"]
+    return loose_headings(table)
 
 
 def markdown_table(rows: list[dict], machine: dict) -> str:

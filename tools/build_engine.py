@@ -21,8 +21,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from polyp_live.arguments import add_calibration_options, command_parser, deprecated_alias
-from polyp_live.arguments import printable
+from polyp_live.arguments import (DEFAULT_DATA, add_calibration_options, check_dataset, command_parser,
+                                  deprecated_alias, printable)
 
 DICE_LIMITS = {"fp32": 0.99, "fp16": 0.99, "int8": 0.98}
 
@@ -42,18 +42,19 @@ def parse_args(argv=None):
     p.add_argument("--validate", default=None, metavar="SPLIT",
                    help="after building, compare with ONNX Runtime FP32 on this split of --data; fails under "
                         "mask Dice 0.99 (fp32/fp16) or 0.98 (int8)")
-    p.add_argument("--data", default="../shared/data/kvasir-seg", metavar="DIR",
-                   help="dataset for --validate (default ../shared/data/kvasir-seg)")
+    p.add_argument("--data", default=DEFAULT_DATA, metavar="DIR",
+                   help=f"dataset for --validate (default {DEFAULT_DATA})")
     p.add_argument("--validate-count", type=int, default=50, metavar="N", help="images used by --validate (default 50)")
     args = p.parse_args(argv)
     if args.precision == "int8" and not args.calib:
         p.error("--precision int8 needs --calib SOURCE (a video, an image folder, a dataset or a saved .npy set)")
+    if args.validate:  # now, not after a build of several minutes
+        check_dataset(p, "--data", args.data, "polyps")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from rich.console import Console
 
     from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
     from polyp_live.engines.spec import ModelSpec, ModelSpecError
@@ -61,9 +62,10 @@ def main(argv=None) -> int:
 
     from rich.markup import escape
 
+    from polyp_live.realtime import terminal
     from polyp_live.resources import bundled_model
 
-    console = Console(stderr=True)
+    console = terminal.console(stderr=True)
     args.model = args.model or str(bundled_model())
     try:
         import tensorrt  # noqa: F401

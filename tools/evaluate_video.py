@@ -56,32 +56,40 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--max-frames must be 0 (all) or more, got {args.max_frames}")
     if args.masks and not Path(args.masks).is_dir():
         p.error(f"--masks {args.masks} is not a folder; give the folder of ground-truth masks")
+    from polyp_live.commands import require_extra
+    from polyp_live.engines.registry import SUFFIXES
+    if args.model and SUFFIXES.get(Path(args.model).suffix.lower()) == "torch":  # an ONNX model needs no extra
+        require_extra("evaluate-video", ("torch",), f" --model {printable(args.model)}")
+    elif args.backend == "torch":
+        require_extra("evaluate-video", ("torch",), " --backend torch")
     return args
 
 
 def main(argv=None) -> int:
+    """``polyp-live evaluate-video``: each smoothing variant over the video, a table and video_eval.json."""
     args = parse_args(argv)
     from rich.console import Console
     from rich.markup import escape
     from rich.progress import Progress
-    from rich.table import Table
 
     from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
     from polyp_live.engines.registry import load_backend
     from polyp_live.engines.spec import ModelSpecError
+    from polyp_live.realtime import terminal
     from polyp_live.realtime.errors import PolypLiveError
     from polyp_live.resources import bundled_model
     from polyp_live.training.video_evaluation import (Variant, base_config, default_variants, evaluate_variant,
                                                       write_report)
 
-    console = Console(width=None if sys.stdout.isatty() else 120)
+    console = terminal.console()
     model = args.model or str(bundled_model())
     variants = default_variants(args.modes) + [Variant(f"confidence {k}/{n}", "confidence", (k, n))
                                                for k, n in args.persistence]
     rows = []
     try:
         backend = load_backend(model, backend=args.backend, precision=args.precision, threads=args.threads)
-        with Progress(console=console, transient=True) as progress:
+        # Off in a pipe or a log: it draws nothing there but leaves a blank line.
+        with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
             for variant in variants:
                 rows.append(evaluate_variant(backend, args.source, variant, base_config(args.roi), args.masks,
                                              args.max_frames, progress))
@@ -91,8 +99,21 @@ def main(argv=None) -> int:
         Console(stderr=True).print(f"polyp-live evaluate-video: [red]error:[/red] {escape(printable(exc))}", highlight=False, soft_wrap=True)
         return 1
     path = write_report(rows, args.out, {"model": model, "source": args.source, "masks": args.masks})
-    truth = args.masks is not None
-    table = Table(title=escape(f"{model} on {args.source} ({rows[0]['frames']} frames)"))
+    console.print(terminal.loose_headings(results_table(rows, args.masks is not None, model, args.source)))
+    skipped, early = rows[0]["damaged_frames_skipped"], rows[0]["ended_early"]
+    if skipped or early:
+        note = f"{skipped} damaged frame(s) of the source skipped" + (f"; {early}" if early else "")
+        Console(stderr=True).print(f"warning: {escape(note)}", highlight=False, soft_wrap=True)
+    console.print(f"results in {escape(str(path))}")
+    return 0
+
+
+def results_table(rows: list[dict], truth: bool, model: str, source: str):
+    """One row per variant: with ground truth Dice, detection and false alarms, else presence and flicker."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(f"{model} on {source} ({rows[0]['frames']} frames)"))
     columns = ["variant", "persistence"] + (["Dice (polyp frames)", "detected", "false alarms"] if truth else
                                             ["present"]) + ["toggles/100", "flicker" if truth else "raw flicker"]
     columns += ["appearances", "polyps found", "false app./min", "first detection"] if truth else \
@@ -112,13 +133,7 @@ def main(argv=None) -> int:
         else:
             cells += [str(r["appearances"]), f"{r['appearances_per_minute']:.2f}"]
         table.add_row(*cells)
-    console.print(table)
-    skipped, early = rows[0]["damaged_frames_skipped"], rows[0]["ended_early"]
-    if skipped or early:
-        note = f"{skipped} damaged frame(s) of the source skipped" + (f"; {early}" if early else "")
-        Console(stderr=True).print(f"warning: {escape(note)}", highlight=False, soft_wrap=True)
-    console.print(f"results in {escape(str(path))}")
-    return 0
+    return table
 
 
 if __name__ == "__main__":

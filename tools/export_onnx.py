@@ -17,8 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from polyp_live.arguments import command_parser, deprecated_alias
-from polyp_live.arguments import printable
+from polyp_live.arguments import DEFAULT_DATA, check_dataset, command_parser, deprecated_alias, printable
 
 
 def build_parser():
@@ -32,8 +31,8 @@ def build_parser():
                         "else 0.5)")
     p.add_argument("--metrics", default=None, metavar="PATH",
                    help="evaluation summary JSON (polyp-live evaluate) to record in the sidecar")
-    p.add_argument("--data", default="../shared/data/kvasir-seg", metavar="DIR",
-                   help="dataset for the parity check (default ../shared/data/kvasir-seg)")
+    p.add_argument("--data", default=DEFAULT_DATA, metavar="DIR",
+                   help=f"dataset for the parity check (default {DEFAULT_DATA})")
     p.add_argument("--split", default="val", metavar="SPLIT", help="split whose images are used for parity (default val)")
     p.add_argument("--parity-images", type=int, default=16, metavar="N", help="images in the parity check (default 16)")
     return p
@@ -62,6 +61,7 @@ def main(argv=None) -> int:
         from polyp_live.training.export import ParityError, check_parity, export_onnx
     except ImportError as exc:  # torch is the [train] extra
         return fail(missing_extra(exc, "export") or str(exc), 2)
+    check_dataset(parser, "--data", args.data, "polyps")  # now, not after the export it would check
 
     partial = out.with_name(f".{out.stem}.partial.onnx")
     try:

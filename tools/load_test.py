@@ -210,8 +210,9 @@ def markdown(steps: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    from polyp_live.arguments import command_parser
+def build_parser():
+    """``polyp-live load-test``'s options."""
+    from polyp_live.arguments import DEFAULT_DATA, command_parser
     from polyp_live.engines.triton_wire import MODEL_NAME
 
     p = command_parser("load-test", __doc__)
@@ -224,18 +225,24 @@ def main(argv=None) -> int:
     p.add_argument("--fps", type=float, default=30.0, metavar="N", help="frames per second each room sends (default 30)")
     p.add_argument("--duration", type=float, default=30.0, metavar="S", help="seconds per step (default 30)")
     p.add_argument("--timeout", type=float, default=1.0, metavar="S", help="request timeout (default 1.0)")
-    p.add_argument("--data", default="../shared/data/kvasir-seg/images", metavar="DIR", help="folder of frames to send")
+    p.add_argument("--data", default=f"{DEFAULT_DATA}/images", metavar="DIR",
+                   help=f"folder of frames to send (default {DEFAULT_DATA}/images)")
     p.add_argument("--images", type=int, default=64, metavar="N", help="distinct images cycled through (default 64)")
     p.add_argument("--p95-limit", type=float, default=100.0, metavar="MS",
                    help="latency limit for the 'rooms sustained' verdict (default 100)")
     p.add_argument("--out", default="runs/load", metavar="DIR", help="where load_test.json and load_test.png go")
+    return p
+
+
+def main(argv=None) -> int:
+    """``polyp-live load-test``: step through room counts against a Triton server, report and plot."""
+    from polyp_live.arguments import check_dataset
+    from polyp_live.commands import require_extra
+
+    p = build_parser()
     args = p.parse_args(argv)
-    try:
-        import tritonclient.grpc  # noqa: F401
-    except ImportError:
-        print("polyp-live load-test: error: load-test needs tritonclient: pip install 'polyp-live[triton-client]'",
-              file=sys.stderr)
-        return 2
+    require_extra("load-test", ("tritonclient.grpc",))  # the rooms are Triton clients: needed for any run
+    check_dataset(p, "--data", args.data, "frames")
 
     from polyp_live.engines.errors import BackendUnavailableError
     from polyp_live.engines.triton_backend import TritonBackend, parse_server

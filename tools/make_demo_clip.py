@@ -22,9 +22,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from polyp_live.arguments import check_output_file, command_parser, refuse_overwriting_inputs
+from polyp_live.arguments import (DEFAULT_DATA, DEFAULT_NEGATIVES, check_dataset, check_output_file, command_parser,
+                                  printable, refuse_overwriting_inputs)
 from polyp_live.training.dataset import DatasetError, read_pair, scan, split_stems
-from polyp_live.arguments import printable
 
 WIDTH, HEIGHT = 1280, 720
 FPS = 30000 / 1001
@@ -76,13 +76,13 @@ def render(image: np.ndarray, t: float, seed: int, fov: np.ndarray, fov_box, fra
 
 def main(argv=None) -> int:
     p = command_parser("make-demo", __doc__)
-    p.add_argument("--data", default="../shared/data/kvasir-seg", metavar="DIR",
-                   help="Kvasir-SEG folder (images/, masks/, splits/); default ../shared/data/kvasir-seg")
+    p.add_argument("--data", default=DEFAULT_DATA, metavar="DIR",
+                   help=f"Kvasir-SEG folder (images/, masks/, splits/); default {DEFAULT_DATA}")
     p.add_argument("--out", default="realtime/assets/demo.mp4", metavar="PATH",
                    help="clip to write (default realtime/assets/demo.mp4, the bundled clip in a checkout)")
     p.add_argument("--images", type=int, default=5, metavar="N", help="how many test-split images (default 5)")
-    p.add_argument("--negatives", default="../shared/data/negatives", metavar="DIR",
-                   help="polyp-free frames (images/, splits/); '' for polyp scenes only")
+    p.add_argument("--negatives", default=DEFAULT_NEGATIVES, metavar="DIR",
+                   help=f"polyp-free frames (images/, splits/); '' for polyp scenes only (default {DEFAULT_NEGATIVES})")
     p.add_argument("--negative-images", type=int, default=2, metavar="N",
                    help="polyp-free HyperKvasir test frames placed between the polyp scenes (default 2)")
     p.add_argument("--seconds", type=float, default=3.0, metavar="S", help="seconds per image (default 3)")
@@ -97,6 +97,9 @@ def main(argv=None) -> int:
         p.error(f"--out {args.out} exists (the default is the bundled demo clip); pass --force to replace it, or "
                 "choose another path")
     refuse_overwriting_inputs(p, {"--out": args.out}, [args.data, args.negatives])
+    check_dataset(p, "--data", args.data, "polyps")
+    if args.negative_images:
+        check_dataset(p, "--negatives", args.negatives, "negatives")
     try:
         return make_clip(args)
     except (DatasetError, ValueError) as exc:

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from polyp_live.arguments import check_output_file, command_parser, refuse_overwriting_inputs
-from polyp_live.arguments import printable
+from polyp_live.arguments import (DEFAULT_DATA, DEFAULT_NEGATIVES, check_dataset, check_output_file, command_parser,
+                                  printable, refuse_overwriting_inputs)
 
 MAX_BYTES = 300_000
 TRUTH = (255, 0, 255)        # BGR magenta: against the live overlay's green, readable with red-green blindness
@@ -267,10 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     ov.add_argument("--width", type=int, default=720, metavar="N", help="picture width in pixels (default 720)")
     gr = figure("grid", "real test images with the model's and the true outlines", "docs/examples.png")
     gr.add_argument("--model", default=None, metavar="PATH", help="model file (default: the bundled model)")
-    gr.add_argument("--data", default="../shared/data/kvasir-seg", metavar="DIR",
-                    help="polyp dataset (images/, masks/, splits/); default ../shared/data/kvasir-seg")
-    gr.add_argument("--negatives", default="../shared/data/negatives", metavar="DIR",
-                    help="polyp-free frames (images/, splits/); '' for none (default ../shared/data/negatives)")
+    gr.add_argument("--data", default=DEFAULT_DATA, metavar="DIR",
+                    help=f"polyp dataset (images/, masks/, splits/); default {DEFAULT_DATA}")
+    gr.add_argument("--negatives", default=DEFAULT_NEGATIVES, metavar="DIR",
+                    help=f"polyp-free frames (images/, splits/); '' for none (default {DEFAULT_NEGATIVES})")
     gr.add_argument("--split", default="test", choices=("train", "val", "test"), help="split (default test)")
     gr.add_argument("--polyps", type=int, default=8, metavar="N", help="polyp images (default 8)")
     gr.add_argument("--free", type=int, default=4, metavar="N", help="polyp-free frames (default 4)")
@@ -280,11 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from polyp_live.engines.errors import ModelLoadError
-    from polyp_live.engines.spec import ModelSpecError
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse, before any frame is read, an output over an input, a missing dataset or a missing extra."""
+    from polyp_live.commands import require_extra
+    from polyp_live.engines.registry import SUFFIXES
     from polyp_live.resources import bundled_model, demo_clip
 
     source = getattr(args, "source", None)
@@ -292,6 +291,24 @@ def main(argv=None) -> int:
             getattr(args, "data", None), getattr(args, "negatives", None), getattr(args, "log", None)]
     refuse_overwriting_inputs(parser, {"--out": args.out}, read)
     check_output_file(parser, "--out", args.out, (".png",))
+    # Pillow writes every figure, matplotlib draws the curves: both come with the [train] extra.
+    require_extra("make-figures", ("PIL", "matplotlib") if args.figure == "curves" else ("PIL",), f" {args.figure}")
+    model = getattr(args, "model", None)
+    if model and SUFFIXES.get(Path(model).suffix.lower()) == "torch":
+        require_extra("make-figures", ("torch",), f" --model {printable(model)}")
+    if args.figure == "grid":
+        check_dataset(parser, "--data", args.data, "polyps")
+        check_dataset(parser, "--negatives", args.negatives, "negatives")
+
+
+def main(argv=None) -> int:
+    """``polyp-live make-figures FIGURE``: draw one documentation figure and write it as a PNG."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(parser, args)
+    from polyp_live.engines.errors import ModelLoadError
+    from polyp_live.engines.spec import ModelSpecError
+    from polyp_live.resources import bundled_model, demo_clip
 
     try:
         model = str(getattr(args, "model", None) or bundled_model())

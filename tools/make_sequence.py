@@ -18,7 +18,7 @@ from polyp_live.arguments import printable
 
 
 def main(argv=None) -> int:
-    from polyp_live.arguments import command_parser
+    from polyp_live.arguments import check_dataset, command_parser
     p = command_parser("make-sequence", __doc__)
     p.add_argument("--data", default="", metavar="DIR", help="polyp dataset (images/, masks/, splits/)")
     p.add_argument("--negatives", default="", metavar="DIR", help="polyp-free frames (images/, splits/)")
@@ -40,6 +40,8 @@ def main(argv=None) -> int:
         p.error(f"--limit must be 0 (every still) or more, got {args.limit}")
     if not args.data and not args.negatives:
         p.error("give --data, --negatives or both")
+    check_dataset(p, "--data", args.data, "polyps")
+    check_dataset(p, "--negatives", args.negatives, "negatives")
     from pathlib import Path
     if Path(args.out).exists():
         print(f"polyp-live make-sequence: error: {args.out} exists; choose a new folder (nothing is overwritten)", file=sys.stderr)

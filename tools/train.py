@@ -23,10 +23,23 @@ ENCODER_NAMES = ("efficientnet-lite0", "efficientnet-lite2")
 LOSS_NAMES = ("bce_batch_dice", "bce_dice", "focal_dice", "wiou_bce")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    import re
+# Peak learning rates: from ImageNet encoder weights, and when fine-tuning a trained model (--model),
+# where 1e-3 wrecked the bundled model within two steps.
+SCRATCH_LR = 1e-3
+FINE_TUNE_LR = 1e-4
 
-    from polyp_live.arguments import check_output_folder, command_parser
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The options, their values checked (main checks the datasets); ``lr_origin`` says where --lr came from."""
+    p = build_parser()
+    args = p.parse_args(argv)
+    check_args(p, args)
+    return args
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``polyp-live train``'s options."""
+    from polyp_live.arguments import command_parser
     p = command_parser("train", __doc__)
     p.add_argument("--data", required=True, metavar="DIR", help="polyp dataset folder with images/ and masks/")
     p.add_argument("--negatives", default="", metavar="DIR",
@@ -66,6 +79,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "ones (default 0: off)")
     p.add_argument("--keep-epochs", action="store_true",
                    help="also keep each epoch's weights as OUT/epoch_NNN.pt (for choosing and weight averaging)")
+    add_model_and_schedule_options(p)
+    return p
+
+
+def add_model_and_schedule_options(p: argparse.ArgumentParser) -> None:
+    """The network (encoder, size, decoder) and the optimisation (loss, epochs, rate, steps, resume)."""
     p.add_argument("--encoder", default="efficientnet-lite0", choices=ENCODER_NAMES)
     p.add_argument("--size", type=int, default=256, metavar="N", help="square input side, a multiple of 32 (default 256)")
     p.add_argument("--decoder-channels", default="128,64,32,24,16", metavar="LIST",
@@ -76,8 +95,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=30, metavar="N")
     p.add_argument("--batch-size", type=int, default=8, metavar="N")
     p.add_argument("--lr", type=float, default=None, metavar="LR",
-                   help="peak learning rate (default 1e-3 from the ImageNet encoder, 1e-4 when fine-tuning --model: "
-                        "1e-3 wrecks a trained model within a few steps)")
+                   help=f"peak learning rate (default {SCRATCH_LR:g} from the ImageNet encoder, {FINE_TUNE_LR:g} when "
+                        f"fine-tuning --model: {SCRATCH_LR:g} wrecks a trained model within a few steps)")
     p.add_argument("--weight-decay", type=float, default=1e-4, metavar="W")
     p.add_argument("--warmup-epochs", type=float, default=1.0, metavar="E")
     p.add_argument("--seed", type=int, default=0, metavar="N")
@@ -86,10 +105,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-steps-per-epoch", type=int, default=0, metavar="N",
                    help="stop each epoch after N steps (0 = the whole split; for smoke runs and quick ablations)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    args = p.parse_args(argv)
+
+
+def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse bad values in one line (before torch is imported) and fill in the learning rate."""
+    import re
+
+    from polyp_live.arguments import check_output_folder
     check_output_folder(p, "--out", args.out)
+    args.lr_origin = "--lr"
     if args.lr is None:
-        args.lr = 1e-4 if args.model else 1e-3
+        args.lr, args.lr_origin = (FINE_TUNE_LR, "the fine-tuning default, as --model starts from a trained model") \
+            if args.model else (SCRATCH_LR, "the default from the ImageNet encoder")
     if not args.lr > 0:
         p.error(f"--lr must be above 0, got {args.lr}")
     if args.max_steps_per_epoch < 0:
@@ -99,52 +126,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not re.fullmatch(r"\d+(,\d+)*", args.decoder_channels):
         p.error(f"--decoder-channels must be comma-separated whole numbers such as 128,64,32,24,16, "
                 f"got {args.decoder_channels!r}")
-    return args
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    from rich.console import Console
+    """``polyp-live train``: train (or resume, or fine-tune) and keep the best checkpoint."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(parser, args)
     from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from polyp_live.training.dataset import DatasetError
-    from polyp_live.training.encoders import ENCODERS
-    from polyp_live.training.losses import LOSSES
-    from polyp_live.training.trainer import CheckpointError, CheckpointWriteError, TrainConfig, train
-    from polyp_live.training.unetplusplus import InputShapeError, ModelConfig
-    from polyp_live.training.warm_start import WarmStartError
+    from polyp_live.arguments import check_dataset
     from polyp_live.engines.errors import ModelLoadError
-    assert set(ENCODER_NAMES) == set(ENCODERS) and set(LOSS_NAMES) == set(LOSSES), "update the name lists"
+    from polyp_live.realtime import terminal
+    from polyp_live.training.dataset import DatasetError
+    from polyp_live.training.trainer import CheckpointError, CheckpointWriteError, check_config
+    from polyp_live.training.unetplusplus import InputShapeError
+    from polyp_live.training.warm_start import WarmStartError
 
-    console = Console(stderr=True)
+    console = terminal.console(stderr=True)
     try:
-        widths = tuple(int(v) for v in args.decoder_channels.split(","))
-        config = TrainConfig(
-            data=args.data, out=args.out, size=args.size,
-            model=ModelConfig(encoder=args.encoder, decoder_channels=widths, aspp=args.aspp,
-                              deep_supervision=not args.no_deep_supervision),
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-            warmup_epochs=args.warmup_epochs, loss=args.loss, seed=args.seed, threads=args.threads,
-            pretrained=not args.no_pretrained, max_steps_per_epoch=args.max_steps_per_epoch,
-            negatives=args.negatives, negatives_per_batch=args.negatives_per_batch,
-            negative_peak_weight=args.negative_peak_weight, polyp_core_weight=args.polyp_core_weight,
-            negative_mining=args.negative_mining, polyp_mining=args.polyp_mining, init=args.model,
-            freeze_batchnorm=args.freeze_batchnorm, external=args.external, external_every=args.external_every,
-            keep_epochs=args.keep_epochs, style_mix=args.style_mix,
-            device=args.device, cache=args.cache)
-        # train() opens the display when the first epoch starts: an error before it prints alone.
-        if console.is_terminal:
-            progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), console=console)
-        else:  # nohup, a pipe, CI: plain lines (rich draws nothing there), also into OUT/train.log
-            from polyp_live.training.progress_lines import LineProgress
-            progress = LineProgress(log_path=Path(args.out) / "train.log")
-        try:
-            result = train(config, resume=args.resume, progress=progress)
-        finally:
-            if progress.live.is_started:  # stop() of a display never opened still prints a line
-                progress.stop()
+        config = make_config(args)
+        check_config(config)  # the settings before the data: a run refused for both names its settings
+        check_dataset(parser, "--data", args.data, "polyps")
+        check_dataset(parser, "--negatives", args.negatives, "negatives")
+        result = run_training(args, config, console)
     except (DatasetError, InputShapeError, CheckpointError, WarmStartError, ModelLoadError, FileNotFoundError,
             ValueError) as exc:
         console.print(f"polyp-live train: [red]error:[/red] {escape(printable(exc))}", highlight=False, soft_wrap=True)
@@ -159,6 +164,53 @@ def main(argv=None) -> int:
     console.print(f"best epoch {best['epoch']}: validation Dice {best['val_dice']:.4f}, false alarms "
                   f"{best['val_false_alarm']:.3f} after {result['epochs']} epochs")
     return 0
+
+
+def make_config(args: argparse.Namespace):
+    """The TrainConfig the options describe."""
+    from polyp_live.training.encoders import ENCODERS
+    from polyp_live.training.losses import LOSSES
+    from polyp_live.training.trainer import TrainConfig
+    from polyp_live.training.unetplusplus import ModelConfig
+    assert set(ENCODER_NAMES) == set(ENCODERS) and set(LOSS_NAMES) == set(LOSSES), "update the name lists"
+
+    widths = tuple(int(v) for v in args.decoder_channels.split(","))
+    return TrainConfig(
+        data=args.data, out=args.out, size=args.size,
+        model=ModelConfig(encoder=args.encoder, decoder_channels=widths, aspp=args.aspp,
+                          deep_supervision=not args.no_deep_supervision),
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        warmup_epochs=args.warmup_epochs, loss=args.loss, seed=args.seed, threads=args.threads,
+        pretrained=not args.no_pretrained, max_steps_per_epoch=args.max_steps_per_epoch,
+        negatives=args.negatives, negatives_per_batch=args.negatives_per_batch,
+        negative_peak_weight=args.negative_peak_weight, polyp_core_weight=args.polyp_core_weight,
+        negative_mining=args.negative_mining, polyp_mining=args.polyp_mining, init=args.model,
+        freeze_batchnorm=args.freeze_batchnorm, external=args.external, external_every=args.external_every,
+        keep_epochs=args.keep_epochs, style_mix=args.style_mix,
+        device=args.device, cache=args.cache)
+
+
+def run_training(args: argparse.Namespace, config, console) -> dict:
+    """Train with a progress bar on a terminal, else with plain progress lines; either way into OUT/train.log."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from polyp_live.training.progress_lines import LineProgress, LoggedProgress
+    from polyp_live.training.trainer import train
+
+    # train() opens the display when the first epoch starts: an error before it prints alone.
+    log = Path(args.out) / "train.log"
+    if console.is_terminal:
+        progress = LoggedProgress(Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                           TimeElapsedColumn(), console=console), log)
+    else:  # nohup, a pipe, CI: plain lines (rich draws nothing there)
+        progress = LineProgress(log_path=log)
+    # A resumed run continues with the rate (and schedule) stored in last.pt.
+    header = "" if args.resume else f"learning rate {args.lr:g} ({args.lr_origin})"
+    try:
+        return train(config, resume=args.resume, progress=progress, header=header)
+    finally:
+        if progress.live.is_started:  # stop() of a display never opened still prints a line
+            progress.stop()
 
 
 if __name__ == "__main__":

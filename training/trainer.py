@@ -227,12 +227,13 @@ def check_config(config: TrainConfig) -> None:
         raise ValueError(f"--device {config.device} asked for but torch sees no CUDA GPU; use --device cpu")
 
 
-def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
+def train(config: TrainConfig, resume: bool = False, progress=None, header: str = "") -> dict:
     """Train (or resume) and return the final state summary.
 
     Writes into ``config.out``: ``last.pt`` and ``best.pt`` (atomic), ``log.csv`` and ``curves.png``.
     ``progress`` (a rich Progress) is started when the first epoch begins, so that a data or
-    checkpoint error before it is reported alone; the caller stops it.
+    checkpoint error before it is reported alone; the caller stops it. ``header`` (the learning rate
+    used, and why) is printed through it then, as the first line of the run.
     """
     check_config(config)
     device = config.device
@@ -294,6 +295,8 @@ def train(config: TrainConfig, resume: bool = False, progress=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     if progress:
         progress.start()
+        if header:
+            progress.print(header)
     for epoch in range(start_epoch, config.epochs):
         hardness = None
         if n_neg and config.negative_mining:
