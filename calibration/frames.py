@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from polyp_live.engines.preprocess import preprocess
-from polyp_live.engines.spec import ModelSpec
+from polyp_live.core.errors import PolypLiveError
+from polyp_live.core.datasets import read_pair, scan, split_stems
+from polyp_live.core.spec import ModelSpec
+from polyp_live.core.readers import IMAGE_SUFFIXES, read_whole_image
+from polyp_live.core.segmenter import prepare_still
+from polyp_live.cache import model_cache_dir
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
-
-class CalibrationError(ValueError):
+class CalibrationError(PolypLiveError, ValueError):
     """The calibration source gives no usable frames; the message names it."""
 
 
@@ -32,24 +33,16 @@ def sample_frames(source: str | Path, count: int = 500, split: str = "train",
     """
     path = Path(source)
     if (path / "images").is_dir():
-        from polyp_live.training.dataset import read_pair, scan, split_stems
         samples = scan(path)
         stems = split_stems(path, split, samples)
         return [read_pair(samples[stems[i]])[0] for i in _evenly(len(stems), count)]
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        frames = [cv2.imread(str(files[i]), cv2.IMREAD_COLOR) for i in _evenly(len(files), count)]
+        # The live path's reader: a JPEG cut short is skipped, not filled with grey rows.
+        frames = [read_whole_image(files[i]) for i in _evenly(len(files), count)]
         frames = [f for f in frames if f is not None]
     elif path.is_file():
-        cap = cv2.VideoCapture(str(path))
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        frames = []
-        for index in _evenly(total, count):
-            cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-            ok, frame = cap.read()
-            if ok:
-                frames.append(frame)
-        cap.release()
+        frames = video_frames(path, count, name)
     else:
         raise CalibrationError(f"{name} {source} not found; pass a video, an image folder or a dataset folder")
     if not frames:
@@ -57,9 +50,31 @@ def sample_frames(source: str | Path, count: int = 500, split: str = "train",
     return frames
 
 
+def video_frames(path: Path, count: int, name: str = "calibration source") -> list[np.ndarray]:
+    """``count`` frames spread evenly over a video, decoded in order by PyAV as the live path decodes
+    (no seeking: OpenCV's seek lands on keyframes or between them, depending on the file)."""
+    import av  # noqa: PLC0415 - FFmpeg, only for a video source
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise CalibrationError(f"{name} {path} has no video stream; pass a video, an image folder or a dataset")
+            stream = container.streams.video[0]
+            # The header's count, else the packets (demuxing is cheap; decoding every frame is not).
+            total = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
+            wanted = set(_evenly(total, count))
+            container.seek(0)
+            frames = [f.to_ndarray(format="bgr24") for i, f in enumerate(container.decode(stream)) if i in wanted]
+    except av.error.FFmpegError:
+        raise CalibrationError(f"{name} {path} yields no decodable frames: FFmpeg cannot read it as a video; "
+                               "pass another file") from None
+    return frames
+
+
 def build_calibration_set(source: str | Path, spec: ModelSpec, count: int = 500, split: str = "train") -> np.ndarray:
-    """N x 3 x H x W float32 network inputs, through the one shared preprocessing."""
-    return np.concatenate([preprocess(f, spec) for f in sample_frames(source, count, split)])
+    """N x 3 x H x W float32 network inputs, prepared as the live path prepares each frame: the field
+    of view cut out, then the one shared preprocessing (whole frames would calibrate the margins
+    the model never sees)."""
+    return np.concatenate([prepare_still(f, spec)[0] for f in sample_frames(source, count, split)])
 
 
 def save_calibration_set(batch: np.ndarray, path: str | Path) -> Path:
@@ -94,7 +109,6 @@ def calibration_for(source: str | Path, spec: ModelSpec, count: int, model: str 
     if save:
         target = Path(save)
     else:
-        from polyp_live.cache import model_cache_dir
         target = model_cache_dir(model) / f"calib-{source.resolve().name}-{len(batch)}.npy"
     return batch, save_calibration_set(batch, target)
 

@@ -10,10 +10,10 @@ import ctypes
 
 import numpy as np
 
-from polyp_live.engines.errors import BackendUnavailableError
+from polyp_live.core.errors import PolypLiveError, BackendUnavailableError
 
 
-class CudaError(RuntimeError):
+class CudaError(PolypLiveError, RuntimeError):
     """A CUDA runtime call failed; the message names the call and CUDA's error string."""
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from polyp_live.engines.errors import ModelLoadError
+from polyp_live.core.errors import ModelLoadError
 
 
 def read_onnx(path: str | Path):

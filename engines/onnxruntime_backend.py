@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from polyp_live.engines.base import Backend
-from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
-from polyp_live.engines.spec import ModelSpec
+from polyp_live.core.backend import Backend
+from polyp_live.core.errors import BackendUnavailableError, ModelLoadError
+from polyp_live.core.spec import ModelSpec
 
 
 class OnnxRuntimeBackend(Backend):

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from polyp_live.engines.base import Backend
+from polyp_live.core.backend import Backend
 from polyp_live.engines.cuda_memory import CudaGraph, HostDeviceBuffer, Stream, gpu_info
-from polyp_live.engines.errors import ModelLoadError
-from polyp_live.engines.spec import ModelSpec
+from polyp_live.core.errors import ModelLoadError
+from polyp_live.core.spec import ModelSpec
 from polyp_live.engines.tensorrt_builder import build_engine, cached_engine_path, import_tensorrt
 
 

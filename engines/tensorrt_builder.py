@@ -14,8 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from polyp_live.engines.cuda_memory import gpu_info
-from polyp_live.engines.errors import BackendUnavailableError
-from polyp_live.engines.spec import ModelSpec
+from polyp_live.core.errors import MissingFile, InvalidValue, PolypLiveError, BackendUnavailableError
+from polyp_live.core.spec import ModelSpec
+from polyp_live.cache import artefact_path
+from polyp_live.engines.precision import convert_fp16, quantize_int8
 
 PRECISIONS = ("fp32", "fp16", "int8")
 # Lowest compute capability with native support for each precision.
@@ -24,7 +26,7 @@ INSTALL_HINT = ("TensorRT is not installed: pip install 'polyp-live[tensorrt]' (
                 "NVIDIA's index: pip install --extra-index-url https://pypi.nvidia.com tensorrt)")
 
 
-class EngineBuildError(RuntimeError):
+class EngineBuildError(PolypLiveError, RuntimeError):
     """The ONNX could not be parsed or TensorRT could not build an engine."""
 
 
@@ -53,7 +55,7 @@ def engine_metadata(trt, precision: str, spec: ModelSpec, onnx_path: str | Path)
 
 def check_precision_supported(precision: str, info: dict) -> None:
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        raise InvalidValue(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     major, minor = (int(v) for v in info["compute_capability"].split("."))
     if (major, minor) < MIN_CC[precision]:
         need = ".".join(map(str, MIN_CC[precision]))
@@ -63,12 +65,11 @@ def check_precision_supported(precision: str, info: dict) -> None:
 
 def precision_graph(onnx_path: Path, precision: str, workdir: Path, calibration=None) -> Path:
     """The ONNX graph that carries ``precision`` (the input itself for fp32)."""
-    from polyp_live.calibration.precision import convert_fp16, quantize_int8
     if precision == "fp16":
         return convert_fp16(onnx_path, workdir / "fp16.onnx")
     if precision == "int8":
         if calibration is None:
-            raise ValueError("--precision int8 needs --calib (a video, image folder, dataset or .npy calibration set)")
+            raise InvalidValue("--precision int8 needs --calib (a video, image folder, dataset or .npy calibration set)")
         return quantize_int8(onnx_path, workdir / "int8.onnx", calibration, flavour="tensorrt")
     return onnx_path
 
@@ -79,7 +80,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, precision: str = "fp16"
     trt = import_tensorrt()
     onnx_path, out = Path(onnx_path), Path(out)
     if not onnx_path.is_file():
-        raise FileNotFoundError(f"ONNX model {onnx_path} not found; export one with polyp-live export")
+        raise MissingFile(f"ONNX model {onnx_path} not found; export one with polyp-live export")
     spec = ModelSpec.load(onnx_path)
     meta = engine_metadata(trt, precision, spec, onnx_path)
     check_precision_supported(precision, meta)
@@ -125,7 +126,6 @@ def cached_engine_path(onnx_path: str | Path, precision: str, trt_version: str, 
     Beside a user's ONNX in a writable folder, else in the user cache keyed by the ONNX's sha256
     (:mod:`polyp_live.cache`): the bundled model's folder in site-packages is not ours to write.
     """
-    from polyp_live.cache import artefact_path
     gpu = "".join(ch if ch.isalnum() else "-" for ch in info["gpu"].lower()).strip("-")
     cc = info["compute_capability"].replace(".", "")
     onnx_path = Path(onnx_path)

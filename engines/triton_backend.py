@@ -7,12 +7,12 @@ the normalisation, which the server does. ``infer`` also accepts the normalised 
 local backends take and restores the uint8 image exactly, so a caller that ignores the flag works.
 
 Faults: at start an unreachable server or a missing model raises
-:class:`~polyp_live.engines.errors.ServerUnreachableError` (one line, exit 1). Mid-run, a request
+:class:`~polyp_live.core.errors.ServerUnreachableError` (one line, exit 1). Mid-run, a request
 that fails for a transient reason (server gone, restarting, over ``timeout``) raises
-:class:`~polyp_live.engines.errors.InferenceUnavailable` within ``timeout`` seconds; the backend
+:class:`~polyp_live.core.errors.InferenceUnavailable` within ``timeout`` seconds; the backend
 then reconnects with a fresh channel after a backoff (0.25 s doubling to 4 s), refusing requests
 at once meanwhile so the caller's loop never blocks, and ``status`` says what it is doing. A
-request the server refuses as malformed raises :class:`~polyp_live.engines.errors.InferenceRejected`.
+request the server refuses as malformed raises :class:`~polyp_live.core.errors.InferenceRejected`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ import time
 
 import numpy as np
 
-from polyp_live.engines.base import Backend
-from polyp_live.engines.errors import (BackendUnavailableError, InferenceRejected, InferenceUnavailable,
+from polyp_live.core.errors import InvalidValue
+from polyp_live.core.backend import Backend
+from polyp_live.core.errors import (BackendUnavailableError, InferenceRejected, InferenceUnavailable,
                                        ServerUnreachableError)
-from polyp_live.engines.spec import ModelSpec
+from polyp_live.core.spec import ModelSpec
 from polyp_live.engines.triton_wire import (INPUT_NAME, INPUT_TRITON_TYPE, MODEL_NAME, OUTPUT_NAME,
                                             OUTPUT_TRITON_TYPE, SPEC_PARAMETER, as_wire_image, spec_from_parameter)
 
@@ -39,12 +40,12 @@ def parse_server(url: str) -> str:
     """``grpc://host:8001`` or ``host:8001`` -> ``host:8001``; other schemes are refused."""
     address = url.strip()
     if address.startswith(("http://", "https://")):
-        raise ValueError(f"--server {url}: polyp-live talks gRPC; use grpc://HOST:PORT (Triton's gRPC port, "
+        raise InvalidValue(f"--server {url}: polyp-live talks gRPC; use grpc://HOST:PORT (Triton's gRPC port, "
                          "8001 by default)")
     address = address.removeprefix("grpc://").rstrip("/")
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"--server {url} is not HOST:PORT; use e.g. grpc://localhost:8001")
+        raise InvalidValue(f"--server {url} is not HOST:PORT; use e.g. grpc://localhost:8001")
     return address
 
 
@@ -80,7 +81,7 @@ class TritonBackend(Backend):
             raise BackendUnavailableError("--backend triton needs tritonclient: "
                                           "pip install 'polyp-live[triton-client]'") from None
         if timeout <= 0:
-            raise ValueError(f"--server-timeout {timeout:g} must be positive, e.g. 1.0 seconds")
+            raise InvalidValue(f"--server-timeout {timeout:g} must be positive, e.g. 1.0 seconds")
         self._grpc, self._server_error = grpcclient, InferenceServerException
         self.address = parse_server(server)
         self.model_name, self.timeout = model_name, timeout

@@ -16,16 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from polyp_live.engines.errors import ModelLoadError
+from polyp_live.core.errors import PolypLiveError, ModelLoadError
 from polyp_live.engines.onnx_file import read_onnx
-from polyp_live.engines.spec import ModelSpec
+from polyp_live.core.spec import ModelSpec
 from polyp_live.engines.triton_wire import (INPUT_NAME, INPUT_TRITON_TYPE, MODEL_NAME, OUTPUT_NAME,
                                             OUTPUT_TRITON_TYPE, SPEC_PARAMETER, spec_to_parameter)
 
 PREFIX = "net_"  # prepended to every name of the original graph so the wire names stay free
 
 
-class RepositoryError(RuntimeError):
+class RepositoryError(PolypLiveError, RuntimeError):
     """The repository cannot be written (unsupported model, existing target, missing onnx)."""
 
 

@@ -1,7 +1,7 @@
 """Host the project's model behind one Triton model with PyTriton (``polyp-live-serve``).
 
 Clients send the resized uint8 ROI (see :mod:`polyp_live.engines.triton_wire`); the server
-normalises it with the shared :func:`~polyp_live.engines.preprocess.normalize` and runs the
+normalises it with the shared :func:`~polyp_live.core.preprocess.normalize` and runs the
 project's own backend (ONNX Runtime on the CPU, TensorRT or torch where present), so a served
 frame gets exactly the arithmetic of a local one. Triton's dynamic batcher groups the requests of
 several rooms; the backends take one image at a time, so a batch runs as a loop over its images.
@@ -22,12 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from polyp_live.engines.base import Backend
-from polyp_live.engines.errors import BackendUnavailableError, ServeError
+from polyp_live.core.backend import Backend
+from polyp_live.core.errors import BackendUnavailableError, ServeError
 from polyp_live.engines.orphan_guard import OrphanGuard
-from polyp_live.engines.preprocess import normalize
+from polyp_live.core.preprocess import normalize
 from polyp_live.engines.triton_wire import (INPUT_DTYPE, INPUT_NAME, MODEL_NAME, OUTPUT_DTYPE, OUTPUT_NAME,
                                             SPEC_PARAMETER, spec_to_parameter)
+from polyp_live.engines.registry import load_backend
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,6 @@ class ModelServer:
             from pytriton.triton import Triton, TritonConfig
         except ImportError:
             raise BackendUnavailableError("serving needs PyTriton: pip install 'polyp-live[serve]'") from None
-        from polyp_live.engines.registry import load_backend
 
         check_numpy_abi()
         cfg = self.config

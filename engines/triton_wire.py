@@ -4,7 +4,7 @@ Both servers (PyTriton through ``polyp-live-serve``, or a stock Triton with the 
 :mod:`polyp_live.engines.triton_repository` writes) expose the same model:
 
 - input ``image``: uint8 ``[batch, H, W, 3]``, BGR as OpenCV delivers it, already resized to the
-  model size with :func:`polyp_live.engines.preprocess.resize_for_model` (196 kB at 256x256, a
+  model size with :func:`polyp_live.core.preprocess.resize_for_model` (196 kB at 256x256, a
   quarter of the float32 tensor); the server applies the model's colour order and normalisation.
 - output ``probability``: float16 ``[batch, H, W]`` in [0, 1]. Float16 rather than uint8: its step
   near 0.5 is 0.0005 instead of 0.004, so the temporal smoothing and the hysteresis thresholds see
@@ -20,7 +20,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from polyp_live.engines.spec import ModelSpec
+from polyp_live.core.spec import ModelSpec
 
 MODEL_NAME = "polyp"
 INPUT_NAME = "image"
@@ -45,7 +45,7 @@ def spec_from_parameter(text: str) -> ModelSpec:
 
 
 def denormalize(batch: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """Exact inverse of :func:`~polyp_live.engines.preprocess.normalize`: float32 1x3xHxW -> uint8 HxWx3 BGR.
+    """Exact inverse of :func:`~polyp_live.core.preprocess.normalize`: float32 1x3xHxW -> uint8 HxWx3 BGR.
 
     Lets a remote backend take the input the live path prepares for local backends. Normalising
     loses nothing that rounding cannot restore: the float32 error is about 1e-4 of a grey level.
@@ -68,7 +68,7 @@ def as_wire_image(batch: np.ndarray, spec: ModelSpec) -> np.ndarray:
         image = batch[None] if batch.ndim == 3 else batch
         if image.shape != (1, h, w, 3):
             raise ValueError(f"expected a uint8 {h}x{w}x3 BGR image at the model size, got shape {batch.shape}; "
-                             "resize it with polyp_live.engines.preprocess.resize_for_model")
+                             "resize it with polyp_live.core.preprocess.resize_for_model")
         return np.ascontiguousarray(image)
     if batch.dtype == np.float32 and batch.shape in ((1, 3, h, w), (3, h, w)):
         return denormalize(batch, spec)[None]

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from polyp_live.realtime.errors import printable  # noqa: F401 - the tools import it from here
+from polyp_live.core.errors import printable  # noqa: F401 - the tools import it from here
 
 # Where the data sits beside a checkout of this project; in any other clone these do not exist, and
 # check_dataset says where to get them.

@@ -17,6 +17,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from polyp_live.resources import bundled_model
+
 KEY_DIGITS = 12
 
 
@@ -50,7 +52,6 @@ def model_cache_dir(model: str | Path) -> Path:
 
 def is_bundled(model: str | Path) -> bool:
     """True for a file in the package's own model folder (never written into, even when writable)."""
-    from polyp_live.resources import bundled_model
     try:
         return Path(model).resolve().parent == bundled_model().resolve().parent
     except OSError:

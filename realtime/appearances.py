@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
+from polyp_live.core.errors import InvalidValue
+
 THUMB_WIDTH = 192
 SHORT_S = 0.5  # an appearance shorter than this is a flash (what commercial detectors are judged on)
 
@@ -114,7 +116,7 @@ class Appearance:
 
 
 def regions_of(result) -> list[Region]:
-    """The regions a :class:`~realtime.segmenter.SegmentationResult` reports, each with its own peak."""
+    """The regions a :class:`~polyp_live.core.segmenter.SegmentationResult` reports, each with its own peak."""
     decided = result.decision.mask
     if not result.present or not decided.any():
         return []
@@ -165,7 +167,7 @@ class AppearanceTracker:
 
     def __init__(self, gap_s: float = 0.5, thumbnails: bool = True):
         if gap_s < 0:
-            raise ValueError(f"appearance gap must be >= 0 seconds, got {gap_s}")
+            raise InvalidValue(f"appearance gap must be >= 0 seconds, got {gap_s}")
         self.gap_s, self.thumbnails = gap_s, thumbnails
         self.open: list[Appearance] = []
         self.closed: list[Appearance] = []
@@ -203,28 +205,9 @@ class AppearanceTracker:
         matched: set[int] = set()
         before = {a.id: a.box for a in self.open}  # where each appearance was on the previous frame
         for region in sorted(merge_close(regions), key=lambda r: -r.score):
-            best, best_key = None, None
-            for appearance in self.open:
-                if appearance.id in matched:
-                    continue
-                expected = appearance.predicted(time_s)
-                overlap, near = _overlap(region.box, expected), _near(region.box, expected)
-                if overlap > 0 or near < 1.0:
-                    key = (overlap, -near)
-                    if best_key is None or key > best_key:
-                        best, best_key = appearance, key
-            if best is None:
-                # A piece split off a polyp already followed on this frame (inside where it was) is that polyp.
-                pieces = [a for a in self.open if a.id in matched and a.id in before
-                          and _overlap(region.box, before[a.id]) > 0]
-                if pieces:
-                    piece_of = pieces[0]
-                    x0, y0 = min(piece_of.box[0], region.box[0]), min(piece_of.box[1], region.box[1])
-                    x1 = max(piece_of.box[0] + piece_of.box[2], region.box[0] + region.box[2])
-                    y1 = max(piece_of.box[1] + piece_of.box[3], region.box[1] + region.box[3])
-                    piece_of.box = (x0, y0, x1 - x0, y1 - y0)
-                    piece_of.largest_area = max(piece_of.largest_area, region.area)
-                    continue
+            best = self._match(region, time_s, matched)
+            if best is None and self._absorb_piece(region, matched, before):
+                continue
             if best is None:
                 best = Appearance(self._next_id, frame_index, time_s, frame_index, time_s, 0,
                                   time_to_alert=time_s - (self._candidate_since if self._candidate_since is not None
@@ -232,14 +215,7 @@ class AppearanceTracker:
                 self._next_id += 1
                 self.open.append(best)
             matched.add(best.id)
-            best.move_to(region.box, time_s)
-            best.frames_shown += 1
-            best.last_frame, best.last_time = frame_index, time_s
-            best.largest_area = max(best.largest_area, region.area)
-            if region.score > best.peak_score or best._best_image is None:
-                best.peak_score, best.best_frame = region.score, frame_index
-                if self.thumbnails and image is not None:
-                    best._best_image = _thumbnail(image, region)
+            self._extend(best, region, frame_index, time_s, image)
         still_open = []
         for appearance in self.open:
             if appearance.id not in matched and time_s - appearance.last_time > self.gap_s:
@@ -249,6 +225,46 @@ class AppearanceTracker:
         self.open = still_open
         self._set_current()
         return sorted(matched)
+
+    def _match(self, region: Region, time_s: float, matched: set[int]) -> Appearance | None:
+        """The open appearance this region continues: the most overlapping (then nearest) where it is
+        expected now, among those not yet matched on this frame."""
+        best, best_key = None, None
+        for appearance in self.open:
+            if appearance.id in matched:
+                continue
+            expected = appearance.predicted(time_s)
+            overlap, near = _overlap(region.box, expected), _near(region.box, expected)
+            if overlap > 0 or near < 1.0:
+                key = (overlap, -near)
+                if best_key is None or key > best_key:
+                    best, best_key = appearance, key
+        return best
+
+    def _absorb_piece(self, region: Region, matched: set[int], before: dict) -> bool:
+        """A piece split off a polyp already followed on this frame (inside where it was) is that polyp:
+        grow its box; True when it was one."""
+        pieces = [a for a in self.open if a.id in matched and a.id in before and _overlap(region.box, before[a.id]) > 0]
+        if not pieces:
+            return False
+        piece_of = pieces[0]
+        x0, y0 = min(piece_of.box[0], region.box[0]), min(piece_of.box[1], region.box[1])
+        x1 = max(piece_of.box[0] + piece_of.box[2], region.box[0] + region.box[2])
+        y1 = max(piece_of.box[1] + piece_of.box[3], region.box[1] + region.box[3])
+        piece_of.box = (x0, y0, x1 - x0, y1 - y0)
+        piece_of.largest_area = max(piece_of.largest_area, region.area)
+        return True
+
+    def _extend(self, appearance: Appearance, region: Region, frame_index: int, time_s: float, image) -> None:
+        """The appearance is shown on this frame at this region (and its best frame may be this one)."""
+        appearance.move_to(region.box, time_s)
+        appearance.frames_shown += 1
+        appearance.last_frame, appearance.last_time = frame_index, time_s
+        appearance.largest_area = max(appearance.largest_area, region.area)
+        if region.score > appearance.peak_score or appearance._best_image is None:
+            appearance.peak_score, appearance.best_frame = region.score, frame_index
+            if self.thumbnails and image is not None:
+                appearance._best_image = _thumbnail(image, region)
 
     def _close(self, appearance: Appearance, reason: str) -> None:
         appearance.end_reason = reason

@@ -20,7 +20,7 @@ from pathlib import Path
 from polyp_live.realtime import options
 from polyp_live.realtime.interrupts import Interrupted, SignalGuard
 from polyp_live.resources import bundled_model, demo_clip
-from polyp_live.realtime.errors import printable
+from polyp_live.core.errors import printable
 
 DEFAULT_MODEL = bundled_model()
 DEMO_CLIP = demo_clip()
@@ -29,14 +29,28 @@ DEMO_CLIP = demo_clip()
 def build_parser() -> argparse.ArgumentParser:
     from polyp_live.engines.registry import BACKENDS, PRECISIONS
     from polyp_live.realtime.render import STYLES
-    from polyp_live.realtime.smoothing import SMOOTHING_MODES
+    from polyp_live.core.smoothing import SMOOTHING_MODES
 
     from polyp_live.arguments import command_parser
     from polyp_live.commands import usage
 
     p = command_parser("", __doc__)
     p.epilog = usage()
-    src = p.add_argument_group("source")
+    _source_options(p.add_argument_group("source"))
+    _model_options(p.add_argument_group("model"), BACKENDS, PRECISIONS)
+    _segmentation_options(p.add_argument_group("segmentation"), SMOOTHING_MODES)
+    _output_options(p.add_argument_group("output"), STYLES)
+    web = p.add_argument_group("browser view (the [web] extra)")
+    web.add_argument("--web", default=None, metavar="[HOST:]PORT",
+                     help="also serve the annotated video, the live panel and the controls to browsers: WebRTC with an "
+                          "MJPEG fallback (/stream.mjpg); HOST defaults to 127.0.0.1; any other address needs a token")
+    web.add_argument("--web-token", default=None, metavar="TOKEN",
+                     help="the access token the page asks for (default: none on 127.0.0.1, generated and printed on "
+                          "any other address)")
+    return p
+
+
+def _source_options(src) -> None:
     src.add_argument("--source", default="demo", metavar="SOURCE",
                      help="camera index (0), device (/dev/video0), video file, image folder or glob, "
                           "rtsp:// or http:// URL, or 'demo' for the bundled clip (default)")
@@ -47,10 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--max-frames", type=options.non_negative_int, default=0, metavar="N", help="stop after N frames (0 = no limit)")
     src.add_argument("--reconnect-timeout", type=options.non_negative, default=10.0, metavar="S",
                      help="seconds to keep reconnecting a lost camera or stream before giving up (default 10)")
-    mod = p.add_argument_group("model")
+
+
+def _model_options(mod, backends, precisions) -> None:
     mod.add_argument("--model", default=str(DEFAULT_MODEL), metavar="PATH", help="model file (.onnx, .pt); default: the bundled UNet++")
-    mod.add_argument("--backend", default="auto", choices=BACKENDS, help="inference runtime (default: from the suffix)")
-    mod.add_argument("--precision", default="auto", choices=PRECISIONS,
+    mod.add_argument("--backend", default="auto", choices=backends, help="inference runtime (default: from the suffix)")
+    mod.add_argument("--precision", default="auto", choices=precisions,
                      help="auto (fp32 on ONNX Runtime, fp16 on TensorRT), or fp32, fp16 (TensorRT), int8 "
                           "(the model's .int8.onnx on the CPU, a Q/DQ engine on TensorRT)")
     mod.add_argument("--threads", type=options.non_negative_int, default=0, metavar="N", help="CPU inference threads (0 = runtime default)")
@@ -63,9 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("--server-wait", type=options.non_negative, default=60.0, metavar="S",
                      help="at start, seconds to wait for a server that is still starting or loading its model "
                           "(default 60)")
-    seg = p.add_argument_group("segmentation")
+
+
+def _segmentation_options(seg, smoothing_modes) -> None:
     seg.add_argument("--roi", type=options.roi, default="auto", metavar="ROI", help="field of view: auto, full or x,y,w,h (default auto)")
-    seg.add_argument("--smoothing", default="confidence", choices=SMOOTHING_MODES, help="temporal smoothing (default confidence)")
+    seg.add_argument("--smoothing", default="confidence", choices=smoothing_modes, help="temporal smoothing (default confidence)")
     seg.add_argument("--smoothing-strength", type=options.fraction, default=0.6, metavar="F", help="0 follows each frame, towards 1 keeps the past (default 0.6)")
     seg.add_argument("--threshold", type=options.unit, default=None, metavar="P", help="switch-on probability (default: the model's)")
     seg.add_argument("--threshold-low", type=options.unit, default=None, metavar="P", help="switch-off probability (default threshold - 0.15)")
@@ -76,8 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="raise the alert after a polyp on K of the last N frames (default: the model's)")
     seg.add_argument("--min-area", type=options.non_negative_int, default=300, metavar="N", help="drop regions smaller than this many pixels (default 300)")
     seg.add_argument("--no-fill-holes", action="store_true", help="keep holes inside regions")
-    out = p.add_argument_group("output")
-    out.add_argument("--overlay", default="both", choices=STYLES, help="overlay style (default both)")
+
+
+def _output_options(out, styles) -> None:
+    out.add_argument("--overlay", default="both", choices=styles, help="overlay style (default both)")
     out.add_argument("--no-hud", action="store_true", help="hide FPS, latency and the polyp indicator")
     out.add_argument("--max-annotation-age", type=options.positive, default=250.0, metavar="MS",
                      help="live and --realtime: do not draw a mask computed on a frame older than this; the HUD "
@@ -97,17 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "same as data")
     out.add_argument("--appearance-gap", type=options.non_negative, default=0.5, metavar="S",
                      help="a polyp appearance survives this many seconds without its region (default 0.5)")
-    web = p.add_argument_group("browser view (the [web] extra)")
-    web.add_argument("--web", default=None, metavar="[HOST:]PORT",
-                     help="also serve the annotated video, the live panel and the controls to browsers: WebRTC with an "
-                          "MJPEG fallback (/stream.mjpg); HOST defaults to 127.0.0.1; any other address needs a token")
-    web.add_argument("--web-token", default=None, metavar="TOKEN",
-                     help="the access token the page asks for (default: none on 127.0.0.1, generated and printed on "
-                          "any other address)")
     out.add_argument("--snapshot-dir", default=".", metavar="DIR", help="where the s key saves snapshots")
     out.add_argument("--quiet", action="store_true", help="no live table in the terminal")
     out.add_argument("--verbose", action="store_true", help="also show OpenCV's and FFmpeg's own log messages")
-    return p
 
 
 def _decision_overrides(args: argparse.Namespace) -> dict | None:
@@ -118,9 +130,9 @@ def _decision_overrides(args: argparse.Namespace) -> dict | None:
 
 
 def make_config(args: argparse.Namespace, display: bool) -> PipelineConfig:
-    from polyp_live.realtime.config import (OutputConfig, PipelineConfig, PostprocessConfig, RenderConfig,
+    from polyp_live.core.config import (OutputConfig, PipelineConfig, PostprocessConfig, RenderConfig,
                                             SmoothingConfig, SourceConfig)
-    from polyp_live.realtime.roi import parse_roi
+    from polyp_live.core.roi import parse_roi
     return PipelineConfig(
         source=SourceConfig(source=args.source, fps=args.fps, realtime=args.realtime, loop=args.loop,
                             max_frames=args.max_frames, reconnect_timeout=args.reconnect_timeout),
@@ -171,18 +183,13 @@ def _leave_if_a_device_call_hangs(code: int) -> None:
 
 
 def _main(argv: list[str] | None, signals: SignalGuard) -> int:
-    from rich.live import Live
     from rich.markup import escape
 
-    from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
-    from polyp_live.engines.spec import ModelSpec, ModelSpecError
-    from polyp_live.realtime.errors import PolypLiveError, StageError, UsageError
-
+    from polyp_live.core.errors import PolypLiveError, UsageError
     from polyp_live.engines.registry import load_backend
-    from polyp_live.realtime.display import Window, display_available
+    from polyp_live.realtime import terminal
     from polyp_live.realtime.pipeline import Pipeline
     from polyp_live.realtime.sources import open_source
-    from polyp_live.realtime import terminal
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -192,54 +199,20 @@ def _main(argv: list[str] | None, signals: SignalGuard) -> int:
     console = terminal.console(stderr=True)  # no 80-column wrap in a log or a pipe
 
     def fail(message: str, code: int = 1) -> int:
-        # Escaped: a path like x[/].mp4 or a hint like 'polyp-live[train]' is text, not rich markup.
-        console.print(f"[bold red]polyp-live: error:[/bold red] {escape(printable(message))}", highlight=False,
-                      soft_wrap=True)
-        return code
+        return _fail(console, message, code)
 
-    if args.source == "demo":
-        args.source = str(DEMO_CLIP)
-    if args.display and not display_available():
-        return fail("--display needs a screen but none was found ($DISPLAY is unset); use --headless or --record", 2)
-    display = args.display or (not args.headless and display_available())
-    if args.server and args.backend == "auto":
-        args.backend = "triton"
-    if args.server and args.backend != "triton":
-        return fail(f"--server is for --backend triton, not --backend {args.backend}", 2)
-    if args.backend == "triton" and not args.server:
-        return fail("--backend triton needs --server grpc://HOST:PORT (the server's gRPC endpoint)", 2)
-
-    web_address = None
-    if args.web or args.web_token:
-        from polyp_live.realtime.web.security import parse_web_address, require_aiohttp
-        try:
-            if not args.web:
-                raise UsageError("--web-token is for --web [HOST:]PORT")
-            require_aiohttp()
-            web_address = parse_web_address(args.web, args.web_token)
-        except UsageError as exc:
-            return fail(str(exc), 2)
-
+    try:
+        display, web_address = _check_options(args)
+    except UsageError as exc:
+        return fail(str(exc), 2)
     args.threads, warning = options.cap_threads(args.threads)
     if warning:
         console.print(f"polyp-live: warning: {escape(warning)}", highlight=False, soft_wrap=True)
-    backend = None
-    pipeline = None
-    web = None
+    backend = pipeline = None  # what the handlers below must close or report
     try:
         config = make_config(args, display)
         source = open_source(args.source, args.fps, config.source.max_consecutive_corrupt)
-        # Before anything is written: an output must never replace what this run reads.
-        options.refuse_overwriting_inputs(
-            {"--record": args.record, "--save-masks": args.save_masks, "--stats-json": args.stats_json,
-             "--report": args.report},
-            source.input_paths(), [Path(args.model), ModelSpec.sidecar_path(args.model)])
-        if args.stats_json:
-            options.check_stats_path(args.stats_json)
-        if args.report:
-            if Path(args.report).suffix.lower() not in (".html", ".htm", ".json"):
-                raise UsageError(f"--report {args.report} must end in .html (a page) or .json (data)")
-            options.check_stats_path(args.report, "--report", "report.html")
+        _check_outputs(args, source)
         signals.check()
         backend = load_backend(args.model, args.backend, threads=args.threads, precision=args.precision,
                                server=args.server, triton_model=args.triton_model,
@@ -254,45 +227,8 @@ def _main(argv: list[str] | None, signals: SignalGuard) -> int:
         # From here the guard's first signal stops the run (and interrupts a stream still opening);
         # every later one only repeats that, so the recording is always finalised.
         signals.started = True
-        window = None
-        try:
-            if web_address is not None:
-                web = _start_web(web_address, pipeline, console)
-            pipeline.start()
-            window = Window(pipeline.view, config.output.snapshot_dir) if display else None
-            live = Live(pipeline.stats.live_table(), console=console, refresh_per_second=2, transient=True) \
-                if not args.quiet and console.is_terminal else None
-            if live:
-                live.start()
-            try:
-                shown_status = ""
-                next_table = 0.0
-                while pipeline.poll(0.01 if window else 0.1):
-                    if pipeline.status() != shown_status:  # "signal lost: reconnecting ..."
-                        shown_status = pipeline.status()
-                        if shown_status:
-                            console.print(escape(shown_status), highlight=False)
-                    if window:
-                        window.tick()
-                    if web is not None and web.failure() is not None:
-                        raise StageError("web view", web.failure())
-                    if live and time.monotonic() >= next_table:
-                        # The table refreshes twice a second; building it on every 10 ms tick costs CPU.
-                        live.update(pipeline.stats.live_table())
-                        next_table = time.monotonic() + 0.5
-            finally:
-                if live:
-                    live.stop()
-        except KeyboardInterrupt:
-            signals.signum = signals.signum or signal.SIGINT
-        finally:
-            if window:
-                window.close()
-            if web is not None:
-                web.close()
-            pipeline.close()
-        pipeline.raise_if_failed()
-    except (PolypLiveError, ModelLoadError, ModelSpecError, BackendUnavailableError, ValueError, OSError) as exc:
+        _run(pipeline, display, web_address, args.quiet, console, signals)
+    except (PolypLiveError, OSError) as exc:
         if signals.signum is not None and (pipeline is None or not pipeline.stats.counters["frames_out"]):
             raise Interrupted(signals.signum) from None  # what failed was cut short by the signal
         if pipeline is not None and pipeline.stats.counters["frames_out"]:
@@ -303,6 +239,122 @@ def _main(argv: list[str] | None, signals: SignalGuard) -> int:
     finally:
         if backend is not None:
             backend.close()
+    return _report_end(pipeline, signals, console)
+
+
+def _fail(console, message: str, code: int = 1) -> int:
+    """Print one error line; return the exit code."""
+    from rich.markup import escape
+    # Escaped: a path like x[/].mp4 or a hint like 'polyp-live[train]' is text, not rich markup.
+    console.print(f"[bold red]polyp-live: error:[/bold red] {escape(printable(message))}", highlight=False,
+                  soft_wrap=True)
+    return code
+
+
+def _check_options(args: argparse.Namespace) -> tuple[bool, object]:
+    """The checks that need no file opened: (whether a window opens, the --web address or None).
+
+    Raises:
+        UsageError: options that cannot work together, or with this machine (exit 2).
+    """
+    from polyp_live.core.errors import UsageError
+    from polyp_live.realtime.display import display_available
+
+    if args.source == "demo":
+        args.source = str(DEMO_CLIP)
+    if args.display and not display_available():
+        raise UsageError("--display needs a screen but none was found ($DISPLAY is unset); use --headless or --record")
+    display = args.display or (not args.headless and display_available())
+    if args.server and args.backend == "auto":
+        args.backend = "triton"
+    if args.server and args.backend != "triton":
+        raise UsageError(f"--server is for --backend triton, not --backend {args.backend}")
+    if args.backend == "triton" and not args.server:
+        raise UsageError("--backend triton needs --server grpc://HOST:PORT (the server's gRPC endpoint)")
+    if not (args.web or args.web_token):
+        return display, None
+    from polyp_live.realtime.web.security import parse_web_address, require_aiohttp
+    if not args.web:
+        raise UsageError("--web-token is for --web [HOST:]PORT")
+    require_aiohttp()
+    return display, parse_web_address(args.web, args.web_token)
+
+
+def _check_outputs(args: argparse.Namespace, source) -> None:
+    """Before anything is written: no output may replace what this run reads, and each must be writable."""
+    from polyp_live.core.errors import UsageError
+    from polyp_live.core.spec import ModelSpec
+
+    options.refuse_overwriting_inputs(
+        {"--record": args.record, "--save-masks": args.save_masks, "--stats-json": args.stats_json,
+         "--report": args.report},
+        source.input_paths(), [Path(args.model), ModelSpec.sidecar_path(args.model)])
+    if args.stats_json:
+        options.check_stats_path(args.stats_json)
+    if args.report:
+        if Path(args.report).suffix.lower() not in (".html", ".htm", ".json"):
+            raise UsageError(f"--report {args.report} must end in .html (a page) or .json (data)")
+        options.check_stats_path(args.report, "--report", "report.html")
+
+
+def _run(pipeline, display: bool, web_address, quiet: bool, console, signals: SignalGuard) -> None:
+    """Start the pipeline with its window and web view, watch it to its end, close everything, and
+    re-raise a stage's failure here."""
+    from polyp_live.realtime.display import Window
+
+    web = window = None
+    try:
+        if web_address is not None:
+            web = _start_web(web_address, pipeline, console)
+        pipeline.start()
+        window = Window(pipeline.view, pipeline.config.output.snapshot_dir) if display else None
+        _watch(pipeline, window, web, quiet, console)
+    except KeyboardInterrupt:
+        signals.signum = signals.signum or signal.SIGINT
+    finally:
+        if window:
+            window.close()
+        if web is not None:
+            web.close()
+        pipeline.close()
+    pipeline.raise_if_failed()
+
+
+def _watch(pipeline, window, web, quiet: bool, console) -> None:
+    """The main thread while the pipeline runs: the window's events, state lines, the live table."""
+    from rich.live import Live
+    from rich.markup import escape
+
+    from polyp_live.core.errors import StageError
+
+    live = Live(pipeline.stats.live_table(), console=console, refresh_per_second=2, transient=True) \
+        if not quiet and console.is_terminal else None
+    if live:
+        live.start()
+    try:
+        shown_status, next_table = "", 0.0
+        while pipeline.poll(0.01 if window else 0.1):
+            if pipeline.status() != shown_status:  # "signal lost: reconnecting ..."
+                shown_status = pipeline.status()
+                if shown_status:
+                    console.print(escape(shown_status), highlight=False)
+            if window:
+                window.tick()
+            if web is not None and web.failure() is not None:
+                raise StageError("web view", web.failure())
+            if live and time.monotonic() >= next_table:
+                # The table refreshes twice a second; building it on every 10 ms tick costs CPU.
+                live.update(pipeline.stats.live_table())
+                next_table = time.monotonic() + 0.5
+    finally:
+        if live:
+            live.stop()
+
+
+def _report_end(pipeline, signals: SignalGuard, console) -> int:
+    """The summary, the recording, what the source skipped, and how the run was stopped: the exit code."""
+    from rich.markup import escape
+
     console.print(pipeline.stats.summary_table())
     recorder = pipeline.recorder
     if recorder is not None and recorder.finalised:

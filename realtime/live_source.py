@@ -19,7 +19,7 @@ from collections import deque
 import cv2
 import numpy as np
 
-from polyp_live.realtime.errors import SourceError
+from polyp_live.core.errors import SourceError
 from polyp_live.realtime.frame_source import FrameSource, SignalLost, ensure_bgr
 from polyp_live.realtime.mjpeg_stream import open_mjpeg
 

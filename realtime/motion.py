@@ -15,7 +15,7 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from polyp_live.realtime.postprocess import Detection
+from polyp_live.core.postprocess import Detection
 
 THUMB_WIDTH = 192
 MIN_RESPONSE = 0.05  # phase-correlation peak below this: no trustworthy shift (flat or changed picture)

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from polyp_live.realtime.errors import OutputError, UsageError
+from polyp_live.core.errors import OutputError, UsageError
 
 
 def _number(text: str) -> float:
@@ -85,7 +85,7 @@ def positive_int(text: str) -> int:
 
 def roi(text: str) -> str:
     """``auto``, ``full`` or ``x,y,w,h`` with x, y >= 0 and w, h > 0 (kept as text for the config)."""
-    from polyp_live.realtime.roi import parse_roi  # noqa: PLC0415 - OpenCV; parsing runs after the signal guard
+    from polyp_live.core.roi import parse_roi  # noqa: PLC0415 - OpenCV; parsing runs after the signal guard
     try:
         parse_roi(text)
     except ValueError:

@@ -15,12 +15,12 @@ from fractions import Fraction
 from pathlib import Path
 
 
-from polyp_live.engines.base import Backend
-from polyp_live.realtime.config import PipelineConfig
+from polyp_live.core.backend import Backend
+from polyp_live.core.config import PipelineConfig
 from polyp_live.realtime.motion import Thumb, estimate_shift, shift_detection
 from polyp_live.realtime.recorder import MaskWriter, VideoRecorder
 from polyp_live.realtime.render import HudInfo, draw_hud, overlay
-from polyp_live.realtime.segmenter import SegmentationResult
+from polyp_live.core.segmenter import SegmentationResult
 from polyp_live.realtime.sources import Frame
 from polyp_live.realtime.stats import PipelineStats
 from polyp_live.realtime.view import LiveView

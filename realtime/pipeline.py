@@ -3,7 +3,7 @@
 Three stage threads (plus the recorder's encoder thread):
 
 - **capture** reads the source (paced for ``--realtime``) and hands every frame on;
-- **inference** runs the :class:`~polyp_live.realtime.segmenter.Segmenter`;
+- **inference** runs the :class:`~polyp_live.core.segmenter.Segmenter`;
 - **render** is the :class:`~polyp_live.realtime.output.OutputStage`: overlay, HUD, recorder, masks.
 
 *Live mode* (a live source, or a file with ``--realtime``): the video never waits for the model.
@@ -34,19 +34,20 @@ from pathlib import Path
 
 import cv2
 
-from polyp_live.engines.base import Backend
-from polyp_live.engines.errors import InferenceUnavailable, ModelOutputError
+from polyp_live.core.backend import Backend
+from polyp_live.core.errors import InferenceUnavailable, ModelOutputError
 from polyp_live.realtime.appearances import AppearanceTracker, regions_of, tracker_summary
-from polyp_live.realtime.config import PipelineConfig
-from polyp_live.realtime.errors import InferenceLost, OutputError, SourceError, StageError
+from polyp_live.core.config import PipelineConfig
+from polyp_live.core.errors import InferenceLost, OutputError, SourceError, StageError
 from polyp_live.realtime.output import Annotation, AnnotationSlot, ModelInfo, OutputStage, describe_backend
 from polyp_live.realtime.queues import END, RESET, WAIT, NewestQueue, put_blocking
 from polyp_live.realtime.report import write_report
 from polyp_live.realtime.recorder import check_masks_folder, check_record_path, check_writable_dir
-from polyp_live.realtime.segmenter import Segmenter
+from polyp_live.core.segmenter import Segmenter
 from polyp_live.realtime.sources import Frame, FrameSource, SignalLost, reconnect
 from polyp_live.realtime.stats import PipelineStats
 from polyp_live.realtime.view import LiveView
+from polyp_live import __version__
 
 LIVE_VIDEO_FRAMES = 8  # frames the live video path may hold before it drops the oldest (~0.27 s at 30 FPS)
 
@@ -284,7 +285,6 @@ class Pipeline:
         self.source.open()
         self.output = OutputStage(self.config, self.stats, self.view, self.model, self.source.fps, self.live,
                                   self.status, self.appearance_label)
-        from polyp_live import __version__
         self.stats.info.update({"version": __version__, "source": self.source.description, "source_fps": self.source.fps,
                                 "source_size": list(self.source.size), "backend": self.model.backend,
                                 "model": self.model.model, "precision": self.model.precision,

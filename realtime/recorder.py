@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from polyp_live.realtime.errors import OutputError, UsageError
+from polyp_live.core.errors import OutputError, UsageError
 from polyp_live.realtime.queues import WAIT
 
 CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}

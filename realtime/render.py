@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from polyp_live.realtime.config import RenderConfig
-from polyp_live.realtime.postprocess import Detection
+from polyp_live.core.config import RenderConfig
+from polyp_live.core.postprocess import Detection
 
 STYLES = ("fill", "contour", "both", "heatmap")
 

@@ -50,6 +50,17 @@ def _timeline_svg(timeline: dict, appearances: list[dict], start: float, width: 
     return "".join(parts)
 
 
+def _appearance_row(a: dict, start: float) -> str:
+    """One appearance's row of the report's table."""
+    thumb = (f'<img alt="best frame of polyp #{a["id"]}" src="data:image/jpeg;base64,{a["thumbnail_jpeg_base64"]}">'
+             if a.get("thumbnail_jpeg_base64") else "")
+    return (f'<tr class="appearance-row"><td>#{a["id"]}</td><td>{_fmt(a["first_time"] - start, 2, " s")}</td>'
+            f'<td>{_fmt(a["duration_s"], 2, " s")}</td><td>{a["first_frame"]}–{a["last_frame"]}</td>'
+            f'<td>{a["frames_shown"]}</td><td>{_fmt(a["peak_score"], 3)}</td>'
+            f'<td>{_fmt(100 * a["largest_area"], 1, " %")}</td><td>{_fmt(a["time_to_alert"], 3, " s")}</td>'
+            f'<td>{html.escape(a.get("end_reason", ""))}</td><td>{thumb}</td></tr>')
+
+
 def render_html(summary: dict) -> str:
     """The report page for one run's summary (what ``--stats-json`` holds)."""
     info, counters = summary.get("info", {}), summary.get("counters", {})
@@ -78,15 +89,7 @@ def render_html(summary: dict) -> str:
         ("an appearance survives a gap of", _fmt(figures.get("gap_s"), 2, " s")),
     ]
     esc = html.escape
-    rows = []
-    for a in appearances:
-        thumb = (f'<img alt="best frame of polyp #{a["id"]}" src="data:image/jpeg;base64,{a["thumbnail_jpeg_base64"]}">'
-                 if a.get("thumbnail_jpeg_base64") else "")
-        rows.append(f'<tr class="appearance-row"><td>#{a["id"]}</td><td>{_fmt(a["first_time"] - start, 2, " s")}</td>'
-                    f'<td>{_fmt(a["duration_s"], 2, " s")}</td><td>{a["first_frame"]}–{a["last_frame"]}</td>'
-                    f'<td>{a["frames_shown"]}</td><td>{_fmt(a["peak_score"], 3)}</td>'
-                    f'<td>{_fmt(100 * a["largest_area"], 1, " %")}</td><td>{_fmt(a["time_to_alert"], 3, " s")}</td>'
-                    f'<td>{esc(a.get("end_reason", ""))}</td><td>{thumb}</td></tr>')
+    rows = [_appearance_row(a, start) for a in appearances]
     table = ("".join(rows) if rows else '<tr><td colspan="10">no polyp was flagged in this run</td></tr>')
     kv = lambda items: "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in items)  # noqa: E731
     return f"""<!DOCTYPE html>

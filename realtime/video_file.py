@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from polyp_live.realtime.errors import SourceError
+from polyp_live.core.errors import SourceError
 from polyp_live.realtime.frame_source import FrameSource
 
 # Intra-only codecs: every frame stands alone, so strict error detection costs nothing but the

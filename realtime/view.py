@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from polyp_live.core.errors import InvalidValue
 from polyp_live.realtime.render import STYLES
-from polyp_live.realtime.smoothing import SMOOTHING_MODES
+from polyp_live.core.smoothing import SMOOTHING_MODES
 
 
 @dataclass(frozen=True)
@@ -124,14 +125,14 @@ class LiveView:
 
         Actions: ``pause`` / ``overlay`` (toggle, or set with value "on"/"off"), ``style`` (one of
         :data:`~polyp_live.realtime.render.STYLES`), ``smoothing`` (one of
-        :data:`~polyp_live.realtime.smoothing.SMOOTHING_MODES`), ``stop``.
+        :data:`~polyp_live.core.smoothing.SMOOTHING_MODES`), ``stop``.
 
         Raises:
             ValueError: an unknown action or value (the message names the allowed ones).
         """
         if action in ("pause", "overlay"):
             if value not in (None, "on", "off"):
-                raise ValueError(f"{action} takes on or off, not {value!r}")
+                raise InvalidValue(f"{action} takes on or off, not {value!r}")
             current = self.paused.is_set() if action == "pause" else self.overlay
             wanted = (not current) if value is None else value == "on"
             if action == "pause":
@@ -140,16 +141,16 @@ class LiveView:
                 self.overlay = wanted
         elif action == "style":
             if value not in STYLES:
-                raise ValueError(f"style must be one of {', '.join(STYLES)}, not {value!r}")
+                raise InvalidValue(f"style must be one of {', '.join(STYLES)}, not {value!r}")
             self.style = value
         elif action == "smoothing":
             if value not in SMOOTHING_MODES:
-                raise ValueError(f"smoothing must be one of {', '.join(SMOOTHING_MODES)}, not {value!r}")
+                raise InvalidValue(f"smoothing must be one of {', '.join(SMOOTHING_MODES)}, not {value!r}")
             self.smoothing = value
         elif action == "stop":
             self.request_stop()
         else:
-            raise ValueError(f"unknown control {action!r}: pause, overlay, style, smoothing or stop")
+            raise InvalidValue(f"unknown control {action!r}: pause, overlay, style, smoothing or stop")
         return self.controls()
 
     def controls(self) -> dict:

@@ -12,8 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from polyp_live.engines.base import Backend
-from polyp_live.engines.spec import ModelSpec
+from polyp_live.core.backend import Backend
+from polyp_live.core.spec import ModelSpec
 
 # The test model sees pixel values scaled to [0, 1] with no mean/std, so references are simple.
 TEST_SPEC = ModelSpec(input_height=32, input_width=32, color_order="RGB", mean=(0.0, 0.0, 0.0),

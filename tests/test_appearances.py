@@ -217,7 +217,7 @@ def test_an_empty_run_says_no_polyp_was_flagged():
 def test_the_hud_names_the_current_appearance_and_its_age(tmp_path, monkeypatch, brightness_model):
     from test_live import capture_huds
     from polyp_live.engines.registry import load_backend
-    from polyp_live.realtime.config import PipelineConfig, RoiConfig
+    from polyp_live.core.config import PipelineConfig, RoiConfig
     from polyp_live.realtime.pipeline import Pipeline
     from polyp_live.realtime.sources import VideoFileSource
     huds = capture_huds(monkeypatch)

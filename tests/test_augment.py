@@ -75,7 +75,7 @@ def _demo_fields(count: int = 7) -> list[np.ndarray]:
     """One field of view (the endoscope image without black margins) per scene of the demo clip
     (five polyp scenes and two polyp-free ones)."""
     from polyp_live.realtime.cli import DEMO_CLIP
-    from polyp_live.realtime.roi import detect_fov
+    from polyp_live.core.roi import detect_fov
     cap = cv2.VideoCapture(str(DEMO_CLIP))
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     fields = []
@@ -95,9 +95,9 @@ def test_the_shipped_model_does_not_depend_on_the_guide_box():
     it: there the box hides part of the polyp, and what is hidden may rightly change the outline.
     """
     from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend
-    from polyp_live.engines.preprocess import preprocess
+    from polyp_live.core.preprocess import preprocess
     from polyp_live.realtime.cli import DEFAULT_MODEL
-    from polyp_live.realtime.decision import DecisionConfig, PresenceDecision
+    from polyp_live.core.decision import DecisionConfig, PresenceDecision
     backend = OnnxRuntimeBackend(DEFAULT_MODEL)
     spec = backend.spec
     point = DecisionConfig.from_spec(spec)

@@ -1,4 +1,4 @@
-"""The one backend contract (engines/base.py): input checks, timing, probabilities, closing."""
+"""The one backend contract (core/backend.py): input checks, timing, probabilities, closing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from conftest import TEST_SPEC
 from dataclasses import replace
 
-from polyp_live.engines.base import Backend
+from polyp_live.core.backend import Backend
 from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend
 from polyp_live.realtime.output import describe_backend
 

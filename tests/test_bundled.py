@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 
 from conftest import decode
-from polyp_live.engines.spec import ModelSpec
+from polyp_live.core.spec import ModelSpec
 from polyp_live.realtime.cli import DEFAULT_MODEL, DEMO_CLIP, main
 
 

@@ -112,7 +112,7 @@ def test_missing_extra_maps_modules_to_extras():
 def test_export_refuses_an_existing_out_and_replaces_it_only_with_force(tmp_path, capsys):
     pytest.importorskip("torch")
     from test_training import make_dataset
-    from polyp_live.engines.spec import ModelSpec
+    from polyp_live.core.spec import ModelSpec
     from polyp_live.training.trainer import TrainConfig, train
     from polyp_live.training.unetplusplus import ModelConfig
     data = make_dataset(tmp_path / "data", count=6)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from polyp_live.engines.spec import ModelSpec
-from polyp_live.realtime.decision import Decision, DecisionConfig, PresenceDecision, candidate_score
+from polyp_live.core.spec import ModelSpec
+from polyp_live.core.decision import Decision, DecisionConfig, PresenceDecision, candidate_score
 
 
 def frame(peak: float | None, size: int = 64, box: tuple[int, int, int, int] = (10, 10, 30, 30)):
@@ -93,8 +93,8 @@ def test_candidate_score_is_the_best_large_enough_region():
 def test_persistence_survives_a_scene_cut_and_a_size_change_but_not_a_reset():
     """A folder of stills is a cut on every frame: the alert must still rise on the second polyp frame."""
     from conftest import FakeBackend
-    from polyp_live.realtime.config import PipelineConfig, RoiConfig, SmoothingConfig
-    from polyp_live.realtime.segmenter import Segmenter
+    from polyp_live.core.config import PipelineConfig, RoiConfig, SmoothingConfig
+    from polyp_live.core.segmenter import Segmenter
 
     seg = Segmenter(FakeBackend(), PipelineConfig(roi=RoiConfig(mode="full"), smoothing=SmoothingConfig(mode="none"),
                                                   decision=DecisionConfig(score_threshold=0.5, k=2, n=3)))

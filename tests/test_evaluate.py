@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 
 from polyp_live.engines.registry import load_backend
-from polyp_live.engines.spec import ModelSpec
-from polyp_live.realtime.config import PipelineConfig
-from polyp_live.realtime.segmenter import Segmenter
+from polyp_live.core.spec import ModelSpec
+from polyp_live.core.config import PipelineConfig
+from polyp_live.core.segmenter import Segmenter
 from polyp_live.tools import evaluate
-from polyp_live.training.metrics import image_metrics
+from polyp_live.core.metrics import image_metrics
 
 MARGIN = 40  # black bars left and right: the live path crops them away (field of view)
 

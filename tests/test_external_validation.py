@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from polyp_live.engines.registry import load_backend
-from polyp_live.realtime.config import PipelineConfig
-from polyp_live.realtime.decision import DecisionConfig
+from polyp_live.core.config import PipelineConfig
+from polyp_live.core.decision import DecisionConfig
 from polyp_live.tools import evaluate
-from polyp_live.training.dataset import DatasetError
+from polyp_live.core.datasets import DatasetError
 from polyp_live.training.external_validation import (LabelledSet, MaskedSet, curve_area, detection_at_false_alarms,
                                                       find_external_sets, roc_points, run_masked_sequences,
                                                       score_labelled, summarise_runs)

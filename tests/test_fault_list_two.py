@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import FakeBackend, moving_disc_frames
-from polyp_live.realtime.config import PipelineConfig, RoiConfig, SourceConfig
+from polyp_live.core.config import PipelineConfig, RoiConfig, SourceConfig
 from polyp_live.realtime.live_source import CameraSource
 from polyp_live.realtime.options import quiet_native_logs
 from polyp_live.realtime.pipeline import Pipeline
@@ -126,7 +126,7 @@ def png_bomb(path, side: int = 20000) -> None:
 @pytest.mark.parametrize("position", ["first", "later"])
 def test_an_image_bomb_in_an_image_folder_is_skipped_and_counted(tmp_path, capsys, brightness_model, position):
     import cv2
-    from polyp_live.realtime.sources import image_dimensions
+    from polyp_live.core.readers import image_dimensions
     from test_bad_input import run_cli
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -164,7 +164,7 @@ def test_a_tool_error_naming_a_path_with_a_newline_stays_one_line(tmp_path, caps
 
 def test_out_of_memory_while_loading_a_model_says_so(monkeypatch, brightness_model):
     import onnxruntime
-    from polyp_live.engines.errors import ModelLoadError
+    from polyp_live.core.errors import ModelLoadError
     from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend
 
     def no_memory(*_args, **_kwargs):
@@ -177,7 +177,7 @@ def test_out_of_memory_while_loading_a_model_says_so(monkeypatch, brightness_mod
 
 def test_a_stage_that_runs_out_of_memory_is_named_so_and_ffmpeg_errors_by_ffmpeg():
     import av
-    from polyp_live.realtime.errors import StageError
+    from polyp_live.core.errors import StageError
     assert "out of memory" in str(StageError("inference", MemoryError()))
     from polyp_live.realtime.recorder import VideoRecorder
     recorder = VideoRecorder.__new__(VideoRecorder)  # only the failure wording is under test

@@ -10,10 +10,10 @@ import pytest
 
 from conftest import FakeBackend, decode, moving_disc_frames, write_video
 import polyp_live.realtime.output as output_module
-from polyp_live.realtime.config import OutputConfig, PipelineConfig, PostprocessConfig, RenderConfig, RoiConfig, SourceConfig
+from polyp_live.core.config import OutputConfig, PipelineConfig, PostprocessConfig, RenderConfig, RoiConfig, SourceConfig
 from polyp_live.realtime.output import Annotation, ModelInfo, OutputStage
 from polyp_live.realtime.pipeline import Pipeline
-from polyp_live.realtime.segmenter import Segmenter
+from polyp_live.core.segmenter import Segmenter
 from polyp_live.realtime.sources import Frame, VideoFileSource
 from polyp_live.realtime.stats import PipelineStats
 from polyp_live.realtime.view import LiveView

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from polyp_live.training.metrics import MetricAccumulator, confusion, image_metrics
+from polyp_live.core.metrics import MetricAccumulator, confusion, image_metrics
 
 
 def masks():

@@ -16,9 +16,9 @@ import pytest
 from onnx import TensorProto, helper
 
 from conftest import TEST_SPEC, decode, make_brightness_model
-from polyp_live.engines.errors import ModelLoadError
+from polyp_live.core.errors import ModelLoadError
 from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend
-from polyp_live.engines.spec import ModelSpec, ModelSpecError
+from polyp_live.core.spec import ModelSpec, ModelSpecError
 from test_bad_input import error_line, run_cli
 
 

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 
 from conftest import FakeBackend
-from polyp_live.realtime.config import PipelineConfig, PostprocessConfig, RenderConfig, RoiConfig
+from polyp_live.core.config import PipelineConfig, PostprocessConfig, RenderConfig, RoiConfig
 from polyp_live.realtime.motion import Thumb, estimate_shift, shift_detection
 from polyp_live.realtime.output import Annotation, ModelInfo, OutputStage
-from polyp_live.realtime.segmenter import Segmenter
+from polyp_live.core.segmenter import Segmenter
 from polyp_live.realtime.sources import Frame
 from polyp_live.realtime.stats import PipelineStats
 from polyp_live.realtime.view import LiveView

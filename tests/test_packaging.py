@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE_FOLDERS = ("polyp_live", "realtime", "engines", "calibration", "training", "tools", "tests")
+SOURCE_FOLDERS = ("polyp_live", "core", "realtime", "engines", "calibration", "training", "tools", "tests")
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_wheel_metadata_declares_what_the_cpu_int8_path_needs():
 
 def test_bundled_model_and_demo_are_found_through_importlib_resources():
     from polyp_live.resources import bundled_model, demo_clip
-    from polyp_live.engines.spec import ModelSpec
+    from polyp_live.core.spec import ModelSpec
     assert bundled_model().is_file() and bundled_model().suffix == ".onnx"
     assert ModelSpec.load(bundled_model()).input_height == 256
     assert demo_clip().is_file() and demo_clip().stat().st_size > 100_000

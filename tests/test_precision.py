@@ -11,10 +11,10 @@ onnx = pytest.importorskip("onnx")
 
 from conftest import TEST_SPEC, moving_disc_frames, write_video  # noqa: E402
 from polyp_live.calibration.frames import build_calibration_set, sample_frames  # noqa: E402
-from polyp_live.calibration.precision import convert_fp16, quantize_int8  # noqa: E402
+from polyp_live.engines.precision import convert_fp16, quantize_int8  # noqa: E402
 from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
-from polyp_live.engines.preprocess import preprocess  # noqa: E402
-from polyp_live.training.metrics import image_metrics  # noqa: E402
+from polyp_live.core.preprocess import preprocess  # noqa: E402
+from polyp_live.core.metrics import image_metrics  # noqa: E402
 
 
 def make_conv_model(path: Path, size: int = 32) -> Path:
@@ -161,13 +161,13 @@ def test_quantize_of_a_model_in_a_read_only_folder_goes_to_the_cache_keyed_by_it
     retrained = onnx.load(str(conv_model))
     retrained.doc_string = "retrained"
     onnx.save(retrained, str(conv_model))
-    from polyp_live.engines.errors import ModelLoadError
+    from polyp_live.core.errors import ModelLoadError
     with pytest.raises(ModelLoadError, match="no INT8 model .*polyp-live quantize --model"):
         load_backend(conv_model, precision="int8")
 
 
 def test_int8_model_made_from_an_older_model_beside_it_is_refused(conv_model, calib_video):
-    from polyp_live.engines.errors import ModelLoadError
+    from polyp_live.core.errors import ModelLoadError
     from polyp_live.engines.registry import load_backend
     from polyp_live.tools import quantize
     assert quantize.main(["--model", str(conv_model), "--calib", str(calib_video), "--calib-count", "8"]) == 0

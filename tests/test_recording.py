@@ -20,8 +20,8 @@ import pytest
 from conftest import ROOT, FakeBackend, decode, moving_disc_frames, write_video
 import polyp_live.realtime.recorder as recorder_module
 from polyp_live.realtime.cli import main
-from polyp_live.realtime.config import OutputConfig, PipelineConfig, RoiConfig, SourceConfig
-from polyp_live.realtime.errors import OutputError
+from polyp_live.core.config import OutputConfig, PipelineConfig, RoiConfig, SourceConfig
+from polyp_live.core.errors import OutputError
 from polyp_live.realtime.pipeline import Pipeline
 from polyp_live.realtime.recorder import MaskWriter, VideoRecorder, partial_path
 from polyp_live.realtime.sources import FrameSource

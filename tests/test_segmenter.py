@@ -8,14 +8,14 @@ import cv2
 import numpy as np
 import pytest
 
-from polyp_live.engines.base import Backend
+from polyp_live.core.backend import Backend
 
 from conftest import TEST_SPEC, FakeBackend, moving_disc_frames
 from polyp_live.realtime.cli import main
-from polyp_live.realtime.config import PipelineConfig, PostprocessConfig, RoiConfig, SmoothingConfig
-from polyp_live.realtime.decision import DecisionConfig
+from polyp_live.core.config import PipelineConfig, PostprocessConfig, RoiConfig, SmoothingConfig
+from polyp_live.core.decision import DecisionConfig
 from polyp_live.realtime.queues import END, RESET, NewestQueue
-from polyp_live.realtime.segmenter import Segmenter
+from polyp_live.core.segmenter import Segmenter
 
 
 def disc_frame(size: tuple[int, int], centre: tuple[int, int], radius: int, margin: int = 0) -> np.ndarray:
@@ -164,9 +164,9 @@ def test_a_region_the_decision_reports_is_never_erased_before_drawing(brightness
     default --min-area of 300 frame pixels: the alert must come with its outline."""
     import cv2
     from polyp_live.engines.registry import load_backend
-    from polyp_live.realtime.config import PipelineConfig, RoiConfig
-    from polyp_live.realtime.decision import DecisionConfig
-    from polyp_live.realtime.segmenter import Segmenter
+    from polyp_live.core.config import PipelineConfig, RoiConfig
+    from polyp_live.core.decision import DecisionConfig
+    from polyp_live.core.segmenter import Segmenter
     frame = np.full((256, 256, 3), 40, np.uint8)
     cv2.circle(frame, (128, 128), 9, (250, 250, 250), -1)  # about 250 pixels: above 0.2 %, below 300
     seg = Segmenter(load_backend(str(brightness_model)),

@@ -29,10 +29,10 @@ from conftest import ROOT, decode, make_brightness_model, moving_disc_frames, wr
 grpcclient = pytest.importorskip("tritonclient.grpc", reason="needs tritonclient: pip install 'polyp-live[serve]'")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-from polyp_live.engines.errors import (InferenceUnavailable, ServerUnreachableError)  # noqa: E402
+from polyp_live.core.errors import (InferenceUnavailable, ServerUnreachableError)  # noqa: E402
 from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
-from polyp_live.engines.spec import ModelSpec  # noqa: E402
-from polyp_live.engines.preprocess import preprocess, resize_for_model  # noqa: E402
+from polyp_live.core.spec import ModelSpec  # noqa: E402
+from polyp_live.core.preprocess import preprocess, resize_for_model  # noqa: E402
 from polyp_live.engines.triton_backend import LOST_STATUS, TritonBackend  # noqa: E402
 from polyp_live.realtime.cli import main  # noqa: E402
 

@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from polyp_live.realtime.config import RoiConfig
-from polyp_live.realtime.postprocess import clean_mask, to_frame
+from polyp_live.core.config import RoiConfig
+from polyp_live.core.postprocess import clean_mask, to_frame
 from polyp_live.realtime.recorder import exact_fps
-from polyp_live.realtime.roi import RoiTracker, detect_fov, parse_roi
-from polyp_live.realtime.smoothing import Hysteresis, SceneCutDetector, TemporalSmoother, binary_entropy
+from polyp_live.core.roi import RoiTracker, detect_fov, parse_roi
+from polyp_live.core.smoothing import Hysteresis, SceneCutDetector, TemporalSmoother, binary_entropy
 
 
 def px(value: float) -> np.ndarray:

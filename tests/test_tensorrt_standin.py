@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import FakeBackend, TEST_SPEC, moving_disc_frames
-from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
-from polyp_live.engines.preprocess import preprocess
-from polyp_live.engines.spec import ModelSpec
+from polyp_live.core.errors import BackendUnavailableError, ModelLoadError
+from polyp_live.core.preprocess import preprocess
+from polyp_live.core.spec import ModelSpec
 from fake_gpu import FakeCudart, install, make_fake_tensorrt
 
 pytest.importorskip("onnx")

@@ -38,7 +38,7 @@ def test_torch_backend_on_cpu_matches_the_onnx_export(checkpoint, tmp_path):
 def test_torch_backend_on_cuda_uses_fp16_and_graph_replay(checkpoint):
     if not torch.cuda.is_available():
         pytest.skip("needs an NVIDIA GPU")
-    from polyp_live.engines.torch_backend import TorchBackend
+    from polyp_live.training.torch_backend import TorchBackend
     gpu = TorchBackend(checkpoint)
     cpu = TorchBackend(checkpoint, device="cpu")
     x = np.random.default_rng(1).normal(size=(1, 3, 64, 64)).astype(np.float32)

@@ -11,7 +11,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from polyp_live.training.dataset import DatasetError, load_split, scan  # noqa: E402
+from polyp_live.core.datasets import DatasetError, scan
+from polyp_live.training.dataset import load_split  # noqa: E402
 from polyp_live.training.encoders import ENCODERS, EfficientNetLiteEncoder, get_spec, load_pretrained  # noqa: E402
 from polyp_live.training.mining import mined_schedule  # noqa: E402
 from polyp_live.training.trainer import TrainConfig, load_checkpoint, model_spec, train, validate  # noqa: E402
@@ -121,7 +122,7 @@ def test_export_parity_on_a_small_model(tmp_path):
     assert spec.info["training_data"] == "data train split"  # folder names, not this machine's paths
     images = [cv2.imread(str(p)) for p in sorted((data / "images").glob("*.jpg"))[:3]]
     parity = check_parity(tmp_path / "run" / "best.pt", onnx_path, images)
-    assert parity["max_abs_diff"] < 1e-4 and parity["min_mask_dice"] >= 0.99
+    assert parity.max_abs_diff < 1e-4 and parity.min_dice >= 0.99 and parity.images == len(images)
 
 
 def test_validation_and_cache_use_model_size_images(tmp_path):
@@ -138,9 +139,9 @@ def test_validation_and_cache_use_model_size_images(tmp_path):
 
 def test_the_cache_holds_the_field_of_view_the_live_path_crops(tmp_path):
     """Training sees the crop ``polyp-live`` serves: no black side bars, the mask cropped alike."""
-    from polyp_live.engines.preprocess import resize_for_model
-    from polyp_live.realtime.config import PipelineConfig
-    from polyp_live.realtime.segmenter import Segmenter
+    from polyp_live.core.preprocess import resize_for_model
+    from polyp_live.core.config import PipelineConfig
+    from polyp_live.core.segmenter import Segmenter
     from conftest import FakeBackend
 
     data = tmp_path / "data"
@@ -398,7 +399,7 @@ def test_warm_start_from_an_exported_model_reproduces_it(tmp_path):
     onnx_path = tmp_path / "m.onnx"
     export_onnx(tmp_path / "run" / "best.pt", onnx_path)
     _, images, _ = load_split(data, "train", model_spec(64))
-    from polyp_live.engines.preprocess import normalize
+    from polyp_live.core.preprocess import normalize
     x = np.stack([normalize(im, model_spec(64)) for im in images])
     fresh = UnetPlusPlus(mcfg, pretrained=False)
     assert load_folded_onnx(fresh, onnx_path, x) > 0
@@ -497,7 +498,7 @@ def test_training_with_mining_logs_the_hard_negatives_and_resumes_to_the_same_we
 def test_a_fine_tune_with_frozen_batchnorm_continues_the_exported_function(tmp_path):
     """At learning rate 0 only BatchNorm statistics can move: frozen, the export is reproduced."""
     from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend
-    from polyp_live.engines.preprocess import normalize
+    from polyp_live.core.preprocess import normalize
     from polyp_live.training.export import export_onnx
     data = make_dataset(tmp_path / "data", count=6)
     mcfg = ModelConfig(decoder_channels=(32, 24, 16, 16, 8))

@@ -21,7 +21,7 @@ import pytest
 from browser import chromium_page, keep_screenshot
 from conftest import decode, write_video
 from polyp_live.realtime.cli import DEMO_CLIP
-from polyp_live.training.metrics import image_metrics
+from polyp_live.core.metrics import image_metrics
 
 pytest.importorskip("aiohttp", reason="needs the [web] extra (pip install 'polyp-live[web]')")
 

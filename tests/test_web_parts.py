@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from polyp_live.realtime.errors import UsageError
+from polyp_live.core.errors import UsageError
 from polyp_live.realtime.view import LiveView
 from polyp_live.realtime.web.frame_counter import draw_counter, read_counter
 from polyp_live.realtime.web.security import parse_web_address

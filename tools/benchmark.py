@@ -26,7 +26,6 @@ import os
 import platform
 import resource
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -61,21 +60,20 @@ def parse_entry(entry: str) -> tuple[str, str, str]:
 
 def run_one(entry: str, source: str, split: str, count: int, threads: int, runs: int, warmup: int) -> tuple[dict, list]:
     """Benchmark one model in this process (called in a fresh child so peak memory is its own)."""
-    from polyp_live.engines.preprocess import preprocess
+    from polyp_live.core.segmenter import prepare_still
     from polyp_live.engines.registry import load_backend
     path, backend_name, precision = parse_entry(entry)
     frames = load_frames(source, split, count)
     rss_before = peak_rss_mb()
     backend = load_backend(path, backend_name, threads=threads, precision=precision)
-    inputs = [preprocess(f, backend.spec) for f in frames]
+    inputs = [prepare_still(f, backend.spec)[0] for f in frames]   # what the live model is given
     for x in (inputs * (1 + warmup // max(1, len(inputs))))[:warmup]:
         backend.infer(x)
     times, probs = [], []
     for r in range(runs):
         for x in inputs:
-            t = time.perf_counter()
             prob = backend.infer(x)
-            times.append(time.perf_counter() - t)
+            times.append(backend.last_infer_s)
             if r == 0:
                 probs.append(prob)
     ms = np.asarray(times) * 1000
@@ -200,12 +198,12 @@ def run_inference(args) -> int:
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
 
-    from polyp_live.calibration.frames import CalibrationError
-    from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
+    from polyp_live.core.errors import PolypLiveError
     from polyp_live.realtime import terminal
     from polyp_live.resources import bundled_model
-    from polyp_live.training.dataset import DatasetError
-    from polyp_live.training.metrics import image_metrics
+    from dataclasses import asdict
+
+    from polyp_live.core.comparator import compare, rule_for
 
     args.frames = args.frames or 50
     console = terminal.console()  # piped or redirected: no 80-column limit that cuts the model names
@@ -219,19 +217,20 @@ def run_inference(args) -> int:
             try:
                 row, probs = pool.submit(run_one, entry, args.source, args.split, args.frames, args.threads,
                                          args.runs, args.warmup).result()
-            except (ModelLoadError, BackendUnavailableError, CalibrationError, DatasetError, FileNotFoundError,
-                    ValueError) as exc:  # raised in the worker, re-raised here with its own type
+            except (PolypLiveError, OSError) as exc:  # raised in the worker, re-raised here with its own type
                 print(f"polyp-live benchmark: error: {printable(entry)}: {printable(exc)}", file=sys.stderr)
                 return 1
         if reference is None:
-            reference = [p >= row["threshold"] for p in probs]
-        dices = [image_metrics(p >= row["threshold"], r)["dice"] if p.shape == r.shape else float("nan")
-                 for p, r in zip(probs, reference)]
-        row["mask_dice_vs_reference"] = float(np.nanmean(dices))
+            reference = probs
+        same_input = all(p.shape == r.shape for p, r in zip(probs, reference))
+        agreement = compare(reference, probs, row["threshold"]) if same_input else None
+        row["mask_dice_vs_reference"] = agreement.mean_dice if agreement else float("nan")
+        row["agreement_vs_first"] = asdict(agreement) if agreement else None
+        row["agrees_with_first"] = rule_for(row["precision"]).passes(agreement) if agreement else None
         rows.append(row)
         console.print(f"{entry}: median {row['median_ms']:.1f} ms", highlight=False)
     machine = {"cpu": cpu_name(), "python": platform.python_version(), "cores_visible": os.cpu_count(),
-               "threads": args.threads, "onnxruntime": _version("onnxruntime")}
+               "threads": args.threads, "onnxruntime": package_version("onnxruntime")}
     console.print(results_table(rows, machine, len(reference), args.runs))
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine, "results": rows}, indent=2) + "\n")
@@ -282,7 +281,8 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _version(module: str) -> str:
+def package_version(module: str) -> str:
+    """The installed version of ``module``, or "absent"."""
     try:
         return __import__(module).__version__
     except Exception:

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 from polyp_live.arguments import printable
 
 if TYPE_CHECKING:  # annotations only: the command imports its dependencies once its options are checked
-    from polyp_live.engines.spec import ModelSpec
-    from polyp_live.realtime.decision import DecisionConfig
+    from polyp_live.core.spec import ModelSpec
+    from polyp_live.core.decision import DecisionConfig
     from polyp_live.training.evaluation import Evaluation
     from polyp_live.training.frame_evaluation import OperatingPoint
 
@@ -130,15 +130,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from rich.markup import escape
 
-    from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
-    from polyp_live.engines.spec import ModelSpecError
+    from polyp_live.core.errors import PolypLiveError
     from polyp_live.realtime import terminal
-    from polyp_live.training.dataset import DatasetError
 
     console = terminal.console()
     try:
         outcome = run_evaluation(args, console)
-    except (DatasetError, ModelLoadError, ModelSpecError, BackendUnavailableError, FileNotFoundError, ValueError) as exc:
+    except (PolypLiveError, OSError) as exc:
         # On stderr, apart from the tables: a script reading the report never mistakes it for results.
         terminal.console(stderr=True).print(f"polyp-live evaluate: [red]error:[/red] {escape(printable(exc))}",
                                             highlight=False, soft_wrap=True)
@@ -155,7 +153,7 @@ def run_evaluation(args: argparse.Namespace, console) -> Outcome:
     from rich.progress import Progress
 
     from polyp_live.engines.registry import load_backend
-    from polyp_live.realtime.decision import DecisionConfig
+    from polyp_live.core.decision import DecisionConfig
     from polyp_live.training.evaluation import evaluate, write_reports
     from polyp_live.training.external_validation import (LabelledSet, evaluate_external, find_external_sets,
                                                           score_labelled, write_external_report)
@@ -204,7 +202,7 @@ def print_results(console, args: argparse.Namespace, outcome: Outcome) -> None:
     from rich.table import Table
 
     from polyp_live.realtime.terminal import loose_headings
-    from polyp_live.training.metrics import METRICS
+    from polyp_live.core.metrics import METRICS
 
     result, summary = outcome.result, outcome.summary
     table = Table(title=escape(f"{args.model} on {args.split} ({summary['images']} polyp images, pixel threshold "
@@ -236,7 +234,7 @@ def update_sidecar(console, args: argparse.Namespace, outcome: Outcome) -> None:
     """Write the operating point (and --threshold, --persistence) into the .onnx model's sidecar."""
     from rich.markup import escape
 
-    from polyp_live.engines.spec import ModelSpec
+    from polyp_live.core.spec import ModelSpec
 
     spec, point, stored = outcome.spec, outcome.point, outcome.stored
     info = dict(spec.info)

@@ -41,13 +41,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, metavar="N", help="inference threads (0 = runtime default)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for video_eval.json")
     args = p.parse_args(argv)
-    from polyp_live.realtime.smoothing import SMOOTHING_MODES
+    from polyp_live.core.smoothing import SMOOTHING_MODES
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in args.modes if m not in SMOOTHING_MODES]
     if bad:
         p.error(f"unknown smoothing mode {bad[0]!r}; choose from {', '.join(SMOOTHING_MODES)}")
     try:
-        from polyp_live.realtime.roi import parse_roi
+        from polyp_live.core.roi import parse_roi
         parse_roi(args.roi)
     except ValueError as exc:
         p.error(str(exc))
@@ -72,11 +72,9 @@ def main(argv=None) -> int:
     from rich.markup import escape
     from rich.progress import Progress
 
-    from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
     from polyp_live.engines.registry import load_backend
-    from polyp_live.engines.spec import ModelSpecError
     from polyp_live.realtime import terminal
-    from polyp_live.realtime.errors import PolypLiveError
+    from polyp_live.core.errors import PolypLiveError
     from polyp_live.resources import bundled_model
     from polyp_live.training.video_evaluation import (Variant, base_config, default_variants, evaluate_variant,
                                                       write_report)
@@ -93,8 +91,7 @@ def main(argv=None) -> int:
             for variant in variants:
                 rows.append(evaluate_variant(backend, args.source, variant, base_config(args.roi), args.masks,
                                              args.max_frames, progress))
-    except (ModelLoadError, ModelSpecError, BackendUnavailableError, PolypLiveError, FileNotFoundError,
-            ValueError) as exc:
+    except (PolypLiveError, OSError) as exc:
         # On stderr, apart from the tables: a script reading the report never mistakes it for results.
         Console(stderr=True).print(f"polyp-live evaluate-video: [red]error:[/red] {escape(printable(exc))}", highlight=False, soft_wrap=True)
         return 1

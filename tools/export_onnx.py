@@ -56,7 +56,7 @@ def main(argv=None) -> int:
         return code
 
     from polyp_live.commands import missing_extra
-    from polyp_live.training.dataset import DatasetError, read_pair, scan, split_stems
+    from polyp_live.core.datasets import DatasetError, read_pair, scan, split_stems
     try:
         from polyp_live.training.export import ParityError, check_parity, export_onnx
     except ImportError as exc:  # torch is the [train] extra
@@ -91,8 +91,7 @@ def main(argv=None) -> int:
         partial.with_suffix(".json").unlink(missing_ok=True)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, input 1x3x{spec.input_height}x{spec.input_width}, "
           f"threshold {spec.threshold:g}) and its sidecar")
-    print(f"parity on {parity['images']} {args.split} images: max abs diff {parity['max_abs_diff']:.2e}, "
-          f"mask Dice min {parity['min_mask_dice']:.4f} mean {parity['mean_mask_dice']:.4f}")
+    print(f"parity with torch on {args.split}: {parity.line()}")
     return 0
 
 

@@ -43,12 +43,11 @@ def main(argv=None) -> int:
         if not Path(model).is_file():
             parser.error(f"model {model} not found; pass two exported .onnx files")
 
-    from polyp_live.engines.errors import ModelLoadError
-    from polyp_live.engines.spec import ModelSpecError
-    from polyp_live.training.interpolate import InterpolationError, interpolate_onnx
+    from polyp_live.core.errors import PolypLiveError
+    from polyp_live.training.interpolate import interpolate_onnx
     try:
         interpolate_onnx(args.models[0], args.models[1], args.alpha, out)
-    except (InterpolationError, ModelSpecError, ModelLoadError) as exc:
+    except PolypLiveError as exc:
         print(f"polyp-live interpolate: error: {printable(exc)}", file=sys.stderr)
         return 2
     print(f"wrote {out} = {1 - args.alpha:g} x {args.models[0]} + {args.alpha:g} x {args.models[1]}; "

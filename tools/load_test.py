@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from polyp_live.core.errors import MissingFile, InvalidValue
 from polyp_live.tools.benchmark import percentiles
 from polyp_live.arguments import printable
 
@@ -54,11 +55,11 @@ def read_images(folder: str, spec, count: int) -> list[np.ndarray]:
     """Up to ``count`` images from ``folder``, resized for the model exactly as the live client does."""
     import cv2
 
-    from polyp_live.engines.preprocess import resize_for_model
+    from polyp_live.core.preprocess import resize_for_model
 
     paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"))
     if not paths:
-        raise FileNotFoundError(f"no images in {folder}; pass --data with a folder of .jpg/.png frames")
+        raise MissingFile(f"no images in {folder}; pass --data with a folder of .jpg/.png frames")
     images = []
     for path in paths[:count]:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -244,20 +245,20 @@ def main(argv=None) -> int:
     require_extra("load-test", ("tritonclient.grpc",))  # the rooms are Triton clients: needed for any run
     check_dataset(p, "--data", args.data, "frames")
 
-    from polyp_live.engines.errors import BackendUnavailableError
+    from polyp_live.core.errors import PolypLiveError
     from polyp_live.engines.triton_backend import TritonBackend, parse_server
 
     try:
         rooms = [int(r) for r in args.rooms.split(",") if r.strip()]
         if not rooms or min(rooms) < 1 or args.fps <= 0 or args.duration <= 0:
-            raise ValueError("--rooms needs positive counts, --fps and --duration positive values")
+            raise InvalidValue("--rooms needs positive counts, --fps and --duration positive values")
         address = parse_server(args.server)
         with TritonBackend(args.server, args.triton_model, timeout=max(args.timeout, 5.0)) as probe:
             spec = probe.spec
             images = read_images(args.data, spec, args.images)
             for image in images[:3]:  # warm-up: first requests pay for connection set-up and allocation
                 probe.infer(image)
-    except (ValueError, FileNotFoundError, BackendUnavailableError) as exc:
+    except (PolypLiveError, OSError) as exc:
         print(f"polyp-live load-test: error: {printable(exc)}", file=sys.stderr)
         return 2 if isinstance(exc, ValueError) else 1
 

@@ -22,9 +22,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from polyp_live.core.errors import InvalidValue
 from polyp_live.arguments import (DEFAULT_DATA, DEFAULT_NEGATIVES, check_dataset, check_output_file, command_parser,
                                   printable, refuse_overwriting_inputs)
-from polyp_live.training.dataset import DatasetError, read_pair, scan, split_stems
+from polyp_live.core.errors import PolypLiveError
+from polyp_live.core.datasets import read_pair, scan, split_stems
 
 WIDTH, HEIGHT = 1280, 720
 FPS = 30000 / 1001
@@ -102,7 +104,7 @@ def main(argv=None) -> int:
         check_dataset(p, "--negatives", args.negatives, "negatives")
     try:
         return make_clip(args)
-    except (DatasetError, ValueError) as exc:
+    except PolypLiveError as exc:
         print(f"polyp-live make-demo: error: {printable(exc)}", file=sys.stderr)
         return 2
 
@@ -112,7 +114,7 @@ def make_clip(args: argparse.Namespace) -> int:
     samples = scan(args.data)
     stems = split_stems(args.data, "test", samples)
     if args.images > len(stems):
-        raise ValueError(f"--images {args.images} but {args.data} has {len(stems)} test images")
+        raise InvalidValue(f"--images {args.images} but {args.data} has {len(stems)} test images")
     rng = np.random.default_rng(args.seed)
     chosen = sorted(rng.choice(len(stems), size=args.images, replace=False))
     scenes = [(samples[stems[i]], stems[i], "Kvasir-SEG (Jha et al., 2020)") for i in chosen]

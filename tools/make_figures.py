@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from polyp_live.core.errors import PolypLiveError
 from polyp_live.arguments import (DEFAULT_DATA, DEFAULT_NEGATIVES, check_dataset, check_output_file, command_parser,
                                   printable, refuse_overwriting_inputs)
 
@@ -33,7 +34,7 @@ TRUTH = (255, 0, 255)        # BGR magenta: against the live overlay's green, re
 PREDICTION = (0, 255, 0)     # BGR green: the live overlay's colour (RenderConfig.color)
 
 
-class FigureError(ValueError):
+class FigureError(PolypLiveError, ValueError):
     """An input of a figure is missing or unusable; the message names it."""
 
 
@@ -80,9 +81,9 @@ def overlay_frame(model: str, source: str, frame_index: int, width: int) -> tupl
     import cv2
 
     from polyp_live.engines.registry import load_backend
-    from polyp_live.realtime.config import PipelineConfig, RenderConfig
+    from polyp_live.core.config import PipelineConfig, RenderConfig
     from polyp_live.realtime.render import overlay
-    from polyp_live.realtime.segmenter import Segmenter
+    from polyp_live.core.segmenter import Segmenter
 
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
@@ -122,11 +123,11 @@ def grid_figure(model: str, data: str, negatives: str | None, split: str, polyps
     import cv2
 
     from polyp_live.engines.registry import load_backend
-    from polyp_live.realtime.decision import DecisionConfig
-    from polyp_live.training.dataset import DatasetError, read_pair, scan, split_stems
+    from polyp_live.core.decision import DecisionConfig
+    from polyp_live.core.datasets import DatasetError, read_pair, scan, split_stems
     from polyp_live.training.evaluation import still_probability
     from polyp_live.training.frame_evaluation import still_segmenter
-    from polyp_live.training.metrics import image_metrics
+    from polyp_live.core.metrics import image_metrics
 
     try:
         picks = [(s, samples[s]) for samples in [scan(data)] for s in _evenly(split_stems(data, split, samples), polyps)]
@@ -306,8 +307,6 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(parser, args)
-    from polyp_live.engines.errors import ModelLoadError
-    from polyp_live.engines.spec import ModelSpecError
     from polyp_live.resources import bundled_model, demo_clip
 
     try:
@@ -323,7 +322,7 @@ def main(argv=None) -> int:
             title = args.title or f"training run {(log_path if log_path.is_dir() else log_path.parent).name}"
             image = curves_figure(read_log(log_path), title)
         size = save_png(image, args.out)
-    except (FigureError, ModelLoadError, ModelSpecError, FileNotFoundError) as exc:
+    except (PolypLiveError, OSError) as exc:
         print(f"polyp-live make-figures: error: {printable(exc)}", file=sys.stderr)
         return 1
     except ImportError as exc:  # matplotlib and Pillow come with the [train] extra

@@ -47,7 +47,7 @@ def main(argv=None) -> int:
         print(f"polyp-live make-sequence: error: {args.out} exists; choose a new folder (nothing is overwritten)", file=sys.stderr)
         return 2
 
-    from polyp_live.training.dataset import DatasetError
+    from polyp_live.core.datasets import DatasetError
     from polyp_live.training.sequences import SequenceSpec, write_sequence
     import shutil
     out = Path(args.out)

@@ -25,11 +25,11 @@ from pathlib import Path
 
 def dice(a, b) -> float:
     """Dice of two masks (nonzero = polyp), by the project's one metric definition."""
-    from polyp_live.training.metrics import image_metrics
+    from polyp_live.core.metrics import image_metrics
     return image_metrics(a > 0, b > 0)["dice"]
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", required=True, metavar="PATH", help="image folder (frames named like the masks) or video")
     p.add_argument("--masks", required=True, metavar="DIR", help="true masks (0/255 PNG) named like the frames")
@@ -37,17 +37,21 @@ def main(argv=None) -> int:
     p.add_argument("--lags", type=int, nargs="+", default=[1, 3, 6], metavar="L", help="lags in frames (default 1 3 6)")
     p.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop after N frames (default all)")
     p.add_argument("--out", default=None, metavar="PATH", help="also write the results as JSON")
+    return p
+
+
+def main(argv=None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if any(lag < 1 for lag in args.lags):
         p.error("--lags must be at least 1")
 
     import cv2
-    import numpy as np
 
     from polyp_live.engines.registry import load_backend
-    from polyp_live.realtime.config import PipelineConfig
+    from polyp_live.core.config import PipelineConfig
     from polyp_live.realtime.motion import Thumb, estimate_shift, shift_detection
-    from polyp_live.realtime.segmenter import Segmenter
+    from polyp_live.core.segmenter import Segmenter
     from polyp_live.realtime.sources import open_source
     from polyp_live.resources import bundled_model
 
@@ -88,6 +92,13 @@ def main(argv=None) -> int:
     finally:
         source.close()
         backend.close()
+    report(scores, size_changes, frames, args.out)
+    return 0
+
+
+def report(scores: dict, size_changes: dict, frames: int, out: str | None) -> None:
+    """Print the mean Dice per lag (and with the shift), and write them as JSON to ``out``."""
+    import numpy as np
     summary = {k: {"mean_dice": float(np.mean(v)) if v else None, "frames": len(v)} for k, v in scores.items()}
     for k, v in summary.items():
         print(f"{k:>12}: mean Dice {v['mean_dice'] if v['mean_dice'] is None else round(v['mean_dice'], 4)} "
@@ -95,11 +106,10 @@ def main(argv=None) -> int:
     for lag, count in size_changes.items():
         if count:
             print(f"lag {lag}: {count} polyp frames not scored: the frame {lag} back had another size")
-    if args.out:
-        Path(args.out).write_text(json.dumps({"frames": frames, "results": summary,
+    if out:
+        Path(out).write_text(json.dumps({"frames": frames, "results": summary,
                                               "skipped_size_change": {f"lag{k}": v for k, v in size_changes.items()}},
                                              indent=2) + "\n")
-    return 0
 
 
 if __name__ == "__main__":

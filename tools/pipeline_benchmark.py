@@ -73,7 +73,7 @@ def run_one(clip: str, model: str, mode: str, frames: int, threads: int, spinnin
     ``tuning``: ``opencv_threads``, ``encoder_threads`` and ``preset`` (the x264 preset), when given.
     """
     from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend
-    from polyp_live.realtime.config import OutputConfig, PerformanceConfig, PipelineConfig, SourceConfig
+    from polyp_live.core.config import OutputConfig, PerformanceConfig, PipelineConfig, SourceConfig
     from polyp_live.realtime.pipeline import Pipeline
     from polyp_live.realtime.sources import open_source
 
@@ -184,7 +184,7 @@ def run(model: str, clip: str, frames: int, threads: int, spinning: bool, sizes:
         tuning: dict | None = None, say=print) -> list[dict]:
     """Run every combination; write the outputs; return the rows."""
     from polyp_live.engines.registry import int8_variant
-    from polyp_live.tools.benchmark import _version, cpu_name
+    from polyp_live.tools.benchmark import cpu_name, package_version
 
     models = {"fp32": model}
     notes = []
@@ -216,7 +216,7 @@ def run(model: str, clip: str, frames: int, threads: int, spinning: bool, sizes:
     import av
     import cv2
     machine = {"cpu": cpu_name(), "cores_visible": os.cpu_count(), "python": platform.python_version(),
-               "onnxruntime": _version("onnxruntime"), "av": av.__version__, "opencv": cv2.__version__,
+               "onnxruntime": package_version("onnxruntime"), "av": av.__version__, "opencv": cv2.__version__,
                "threads": threads, "spinning": spinning, "frames": frames, "tuning": tuning or {}, "notes": notes}
     if json_path:
         Path(json_path).write_text(json.dumps({"machine": machine, "runs": rows}, indent=2) + "\n")

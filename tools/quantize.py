@@ -20,6 +20,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from polyp_live.core.errors import MissingFile
 from polyp_live.arguments import add_calibration_options, command_parser, deprecated_alias, refuse_overwriting_inputs
 from polyp_live.arguments import printable
 
@@ -44,42 +45,52 @@ def build_parser():
     return p
 
 
+def _checked_output(parser, args, model: Path) -> Path:
+    """Where the result goes (by default beside the model, or in the cache for the bundled one), refused
+    (exit 2) when it would replace the input, lacks .onnx, or exists without --force."""
+    from polyp_live.cache import artefact_path
+    from polyp_live.core.spec import ModelSpec
+    from polyp_live.engines.registry import int8_variant
+
+    if args.fp16:
+        out = Path(args.out) if args.out else artefact_path(model, f"{model.stem}.fp16.onnx")
+    elif args.flavour == "onnxruntime":
+        out = Path(args.out) if args.out else int8_variant(model)
+    else:
+        out = Path(args.out) if args.out else artefact_path(model, f"{model.stem}.trt-int8.onnx")
+    if out.resolve() == model.resolve():
+        parser.error(f"--out {out} is the input model; write the result somewhere else")
+    if args.out and out.suffix.lower() != ".onnx":
+        parser.error(f"--out {out} must end in .onnx (its sidecar is written beside it as .json)")
+    if args.out and not args.force and (out.exists() or out.with_suffix(".json").exists()):
+        parser.error(f"--out {out} (or its .json sidecar) exists; pass --force to replace it, or choose another path")
+    # The sidecar is written beside --out: neither may land on anything this run reads.
+    refuse_overwriting_inputs(parser, {"--out": out, "--out's sidecar": out.with_suffix(".json"),
+                                       "--save-calib": args.save_calib},
+                              [model, ModelSpec.sidecar_path(model), args.calib])
+    return out
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.fp16 and not args.calib:
         parser.error("INT8 needs --calib SOURCE (a video, an image folder, a dataset folder or a saved .npy set)")
 
-    from polyp_live.cache import artefact_path, file_sha256
-    from polyp_live.calibration.frames import CalibrationError, calibration_for
-    from polyp_live.calibration.precision import MAX_CALIBRATION_FRAMES, convert_fp16, quantize_int8
-    from polyp_live.engines.errors import ModelLoadError
-    from polyp_live.engines.registry import int8_variant
-    from polyp_live.engines.spec import ModelSpec, ModelSpecError
+    from polyp_live.cache import file_sha256
+    from polyp_live.calibration.frames import calibration_for
+    from polyp_live.core.errors import PolypLiveError
+    from polyp_live.core.spec import ModelSpec
+    from polyp_live.engines.precision import MAX_CALIBRATION_FRAMES, convert_fp16, quantize_int8
     from polyp_live.resources import bundled_model
 
     model = Path(args.model) if args.model else bundled_model()
     out = None
     try:
         if not model.is_file():
-            raise FileNotFoundError(f"model {model} not found; pass --model with an .onnx file")
+            raise MissingFile(f"model {model} not found; pass --model with an .onnx file")
         spec = ModelSpec.load(model)
-        if args.fp16:
-            out = Path(args.out) if args.out else artefact_path(model, f"{model.stem}.fp16.onnx")
-        elif args.flavour == "onnxruntime":
-            out = Path(args.out) if args.out else int8_variant(model)
-        else:
-            out = Path(args.out) if args.out else artefact_path(model, f"{model.stem}.trt-int8.onnx")
-        if out.resolve() == model.resolve():
-            parser.error(f"--out {out} is the input model; write the result somewhere else")
-        if args.out and out.suffix.lower() != ".onnx":
-            parser.error(f"--out {out} must end in .onnx (its sidecar is written beside it as .json)")
-        if args.out and not args.force and (out.exists() or out.with_suffix(".json").exists()):
-            parser.error(f"--out {out} (or its .json sidecar) exists; pass --force to replace it, or choose another path")
-        # The sidecar is written beside --out: neither may land on anything this run reads.
-        refuse_overwriting_inputs(parser, {"--out": out, "--out's sidecar": out.with_suffix(".json"),
-                                           "--save-calib": args.save_calib},
-                                  [model, ModelSpec.sidecar_path(model), args.calib])
+        out = _checked_output(parser, args, model)
         out.parent.mkdir(parents=True, exist_ok=True)
         provenance = {"source_model": model.name, "source_sha256": file_sha256(model)}
         if args.fp16:
@@ -97,7 +108,7 @@ def main(argv=None) -> int:
             "method": args.method}}).save(out)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) calibrated on {used} of {len(calib)} frames "
               f"from {args.calib}")
-    except (CalibrationError, ModelSpecError, ModelLoadError, FileNotFoundError, ValueError) as exc:
+    except PolypLiveError as exc:
         print(f"polyp-live quantize: error: {printable(exc)}", file=sys.stderr)
         return 1
     except OSError as exc:

@@ -20,6 +20,7 @@ import sys
 import threading
 from pathlib import Path
 from polyp_live.arguments import printable
+from polyp_live.core.errors import PolypLiveError
 
 
 def _port(text: str) -> int:
@@ -72,8 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from polyp_live.arguments import check_output_folder
     check_output_folder(parser, "--triton-repository", args.triton_repository)
-    from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError, ServeError
-    from polyp_live.engines.spec import ModelSpecError
 
     def fail(message: str, code: int = 1) -> int:
         print(f"polyp-live serve: error: {printable(message)}", file=sys.stderr, flush=True)
@@ -111,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{server.grpc_url}  {server.http_url}  metrics {server.metrics_url}; "
                   f"max batch {config.max_batch}, queue delay {config.max_queue_delay_us} us", flush=True)
             server.wait(stop)
-    except (ServeError, BackendUnavailableError, ModelLoadError, ModelSpecError, ValueError) as exc:
+    except PolypLiveError as exc:
         return fail(str(exc))
     finally:
         for sig, handler in previous.items():
@@ -122,14 +121,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write_repository(args: argparse.Namespace, fail) -> int:
-    from polyp_live.engines.errors import ModelLoadError
-    from polyp_live.engines.spec import ModelSpecError
-    from polyp_live.engines.triton_repository import RepositoryError, write_repository
+    from polyp_live.engines.triton_repository import write_repository
 
     try:
         written = write_repository(args.model, args.triton_repository, model_name=args.triton_model,
                                    max_batch=args.max_batch, max_queue_delay_us=args.max_queue_delay_us)
-    except (RepositoryError, ModelLoadError, ModelSpecError) as exc:
+    except PolypLiveError as exc:
         return fail(str(exc), 1)
     print(f"wrote Triton model repository {args.triton_repository}: {', '.join(str(p) for p in written)}")
     print(f"serve it with: tritonserver --model-repository {Path(args.triton_repository).resolve()}")

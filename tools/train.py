@@ -136,12 +136,9 @@ def main(argv=None) -> int:
     from rich.markup import escape
 
     from polyp_live.arguments import check_dataset
-    from polyp_live.engines.errors import ModelLoadError
+    from polyp_live.core.errors import PolypLiveError
     from polyp_live.realtime import terminal
-    from polyp_live.training.dataset import DatasetError
-    from polyp_live.training.trainer import CheckpointError, CheckpointWriteError, check_config
-    from polyp_live.training.unetplusplus import InputShapeError
-    from polyp_live.training.warm_start import WarmStartError
+    from polyp_live.training.trainer import CheckpointWriteError, check_config
 
     console = terminal.console(stderr=True)
     try:
@@ -150,13 +147,12 @@ def main(argv=None) -> int:
         check_dataset(parser, "--data", args.data, "polyps")
         check_dataset(parser, "--negatives", args.negatives, "negatives")
         result = run_training(args, config, console)
-    except (DatasetError, InputShapeError, CheckpointError, WarmStartError, ModelLoadError, FileNotFoundError,
-            ValueError) as exc:
-        console.print(f"polyp-live train: [red]error:[/red] {escape(printable(exc))}", highlight=False, soft_wrap=True)
-        return 2
-    except CheckpointWriteError as exc:
+    except CheckpointWriteError as exc:   # before the rest: the run itself failed (exit 1), not its inputs
         console.print(f"polyp-live train: [red]error:[/red] {escape(printable(exc))}", highlight=False, soft_wrap=True)
         return 1
+    except (PolypLiveError, OSError) as exc:
+        console.print(f"polyp-live train: [red]error:[/red] {escape(printable(exc))}", highlight=False, soft_wrap=True)
+        return 2
     except KeyboardInterrupt:
         console.print("interrupted; the last completed epoch is in last.pt, continue with --resume")
         return 130

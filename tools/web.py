@@ -55,24 +55,23 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``polyp-live web``; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from polyp_live.realtime.errors import UsageError
+    from polyp_live.core.errors import UsageError
     from polyp_live.realtime.web.security import parse_web_address, require_aiohttp
     try:
         require_aiohttp("polyp-live web")
         address = parse_web_address(f"{args.host}:{args.port}", args.token, option="--port")
     except UsageError as exc:
         parser.error(str(exc))
-    from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
+    from polyp_live.core.errors import PolypLiveError
     from polyp_live.engines.registry import load_backend
-    from polyp_live.engines.spec import ModelSpecError
-    from polyp_live.realtime.config import PipelineConfig
-    from polyp_live.realtime.segmenter import Segmenter
+    from polyp_live.core.config import PipelineConfig
+    from polyp_live.core.segmenter import Segmenter
     from polyp_live.realtime.web.files_server import FilesPage
     from polyp_live.realtime.web.uploads import Limits
 
     try:
         backend = load_backend(args.model, threads=args.threads)
-    except (ModelLoadError, ModelSpecError, BackendUnavailableError, OSError, ValueError) as exc:
+    except (PolypLiveError, OSError) as exc:
         print(f"polyp-live web: error: {printable(str(exc))}", file=sys.stderr, flush=True)
         return 1
     limits = Limits(args.max_upload_mb * 1024 * 1024, args.max_clip_seconds, args.still_time_limit,

@@ -29,6 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from polyp_live.core.errors import InvalidValue
 from polyp_live.realtime.web.frame_counter import CELL, MARGIN, draw_counter
 
 VIEWER_COUNTS = (0, 1, 4)
@@ -50,7 +51,7 @@ def counter_clip(source: str, out: Path, count: int, size: tuple[int, int] | Non
         for index in range(count):
             ok, frame = capture.read()
             if not ok:
-                raise ValueError(f"{source} has fewer than {start + count} frames")
+                raise InvalidValue(f"{source} has fewer than {start + count} frames")
             if size is not None:
                 frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
             if band:
@@ -205,6 +206,13 @@ def markdown(rows: list[dict], machine: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def chromium_version(chromium: str) -> str:
+    try:
+        return subprocess.run([chromium, "--version"], capture_output=True, text=True, timeout=20).stdout.split()[1]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from polyp_live.arguments import command_parser
     p = command_parser("benchmark-web", __doc__)
@@ -237,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
                 row["browser_nice"] = args.browser_nice
                 print(json.dumps(row), flush=True)
                 rows.append(row)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    from polyp_live.tools.benchmark import cpu_name, package_version
+    machine = (f"{cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, aiortc "
+               f"{package_version('aiortc')}, PyAV {package_version('av')}, Chromium {chromium_version(chromium)}")
     table = markdown(rows, machine)
     print(table)
     if args.json:

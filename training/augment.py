@@ -15,6 +15,8 @@ import string
 import cv2
 import numpy as np
 
+from polyp_live.core.errors import InvalidValue
+
 # Where the scope-guide box sits on Olympus/Kvasir frames, as fractions of the frame (measured on
 # Kvasir-SEG images): x 0.06-0.32, y 0.68-0.93, BGR (145, 188, 0). The painted-black area of the
 # polyp-free frames covers it with a margin.
@@ -44,7 +46,7 @@ def paint_guide_box(image: np.ndarray, kind: str, rng: np.random.Generator | Non
             q = (int(rng.uniform(x0, x1)), int(rng.uniform(y0, y1)))
             cv2.line(out, p, q, (int(rng.integers(0, 255)), int(rng.integers(0, 255)), 255), 1)
     else:
-        raise ValueError(f"unknown guide box kind {kind!r}; use 'black' or 'green'")
+        raise InvalidValue(f"unknown guide box kind {kind!r}; use 'black' or 'green'")
     return out
 
 
@@ -203,6 +205,13 @@ def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, style
         _on_screen_text(image, rng)
     if rng.random() < 0.25:
         _specular(image, rng)
+    image = photometric(image, rng)
+    return np.ascontiguousarray(image), np.ascontiguousarray(mask)
+
+
+def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Colour, light and camera changes of one BGR image: hue and saturation, white balance, contrast and
+    brightness, gamma, blur (focus or motion), sensor noise and JPEG compression."""
     if rng.random() < 0.9:
         hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV).astype(np.int16)
         hsv[..., 0] = (hsv[..., 0] + int(rng.integers(-10, 11))) % 180
@@ -228,4 +237,4 @@ def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, style
     if rng.random() < 0.3:
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 90))])
         image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    return np.ascontiguousarray(image), np.ascontiguousarray(mask)
+    return image

@@ -1,7 +1,7 @@
 """Evaluate a checkpoint or an exported model on a dataset split through the live path's backend.
 
-Every image goes through the live path's :class:`~realtime.segmenter.Segmenter` preparation (field of
-view, the shared :func:`engines.preprocess.preprocess`) and a :class:`engines.base.Backend`, exactly
+Every image goes through the live path's :class:`~polyp_live.core.segmenter.Segmenter` preparation (field of
+view, the shared :func:`core.preprocess.preprocess`) and a :class:`core.backend.Backend`, exactly
 as in ``polyp-live`` on a still; the probability map is resized back over the field of view at the
 image's own size and scored there with :mod:`training.metrics`.
 """
@@ -16,12 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from polyp_live.engines.base import Backend
-from polyp_live.realtime.decision import DecisionConfig
-from polyp_live.realtime.segmenter import Segmenter
-from polyp_live.training.dataset import read_pair, scan, split_stems
+from polyp_live.core.backend import Backend
+from polyp_live.core.decision import DecisionConfig
+from polyp_live.core.segmenter import Segmenter
+from polyp_live.core.datasets import read_pair, scan, split_stems
 from polyp_live.training.frame_evaluation import decided_mask, infer_still, still_segmenter, to_image
-from polyp_live.training.metrics import METRICS, MetricAccumulator, image_metrics
+from polyp_live.core.metrics import METRICS, MetricAccumulator, image_metrics
 
 SWEEP = tuple(round(t, 2) for t in np.arange(0.20, 0.81, 0.05))
 

@@ -10,16 +10,17 @@ import numpy as np
 import torch
 
 from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend
-from polyp_live.engines.preprocess import preprocess
-from polyp_live.engines.spec import ModelSpec
-from polyp_live.training.metrics import image_metrics
+from polyp_live.core.comparator import SAME_PRECISION, Agreement, PassRule, compare
+from polyp_live.core.segmenter import prepare_still
+from polyp_live.core.errors import PolypLiveError
+from polyp_live.core.spec import ModelSpec
 from polyp_live.training.trainer import load_checkpoint, model_spec
 from polyp_live.training.unetplusplus import ProbabilityModel
 
 OPSET = 17
 
 
-class ParityError(RuntimeError):
+class ParityError(PolypLiveError):
     """The exported model disagrees with torch beyond tolerance."""
 
 
@@ -59,21 +60,16 @@ def training_data(config) -> str:
 
 
 def check_parity(checkpoint: str | Path, onnx_path: str | Path, images: list[np.ndarray],
-                 max_abs: float = 1e-3, min_dice: float = 0.99) -> dict[str, float]:
-    """Run ``images`` through torch and ONNX Runtime via the shared preprocessing; raise on mismatch."""
+                 rule: PassRule = SAME_PRECISION) -> Agreement:
+    """Run ``images`` through torch and ONNX Runtime, each prepared as the live path prepares a still;
+    raise :class:`ParityError` unless the two agree under ``rule``."""
     model, _ = load_checkpoint(checkpoint)
     backend = OnnxRuntimeBackend(onnx_path)
-    worst_diff, dices = 0.0, []
+    inputs = [prepare_still(image, backend.spec)[0] for image in images]
     with torch.inference_mode():
-        for image in images:
-            x = preprocess(image, backend.spec)
-            ref = torch.sigmoid(model(torch.from_numpy(x)))[0, 0].numpy()
-            got = backend.infer(x)
-            worst_diff = max(worst_diff, float(np.abs(ref - got).max()))
-            dices.append(image_metrics(got >= backend.spec.threshold, ref >= backend.spec.threshold)["dice"])
-    result = {"images": len(images), "max_abs_diff": worst_diff, "min_mask_dice": float(min(dices)),
-              "mean_mask_dice": float(np.mean(dices))}
-    if worst_diff > max_abs or result["min_mask_dice"] < min_dice:
-        raise ParityError(f"ONNX export disagrees with torch: max abs diff {worst_diff:.2e} (limit {max_abs:g}), "
-                          f"min mask Dice {result['min_mask_dice']:.4f} (limit {min_dice}); do not ship {onnx_path}")
-    return result
+        reference = [torch.sigmoid(model(torch.from_numpy(x)))[0, 0].numpy() for x in inputs]
+    agreement = compare(reference, [backend.infer(x) for x in inputs], backend.spec.threshold)
+    broken = rule.failures(agreement)
+    if broken:
+        raise ParityError(f"ONNX export disagrees with torch: {'; '.join(broken)}; do not ship {onnx_path}")
+    return agreement

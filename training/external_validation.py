@@ -5,7 +5,7 @@ Two kinds of set are recognised by their layout (``../shared/data/external-val``
 * a **masked set** (``images/`` and ``masks/`` of matching stems, optionally ``sequences.csv`` with
   ``stem,sequence`` rows; without it all frames are one sequence in name order), such as ClinicDB.
   Every frame is scored as a still (the mask the single-frame decision draws) and every sequence is
-  run through the live path's :class:`~realtime.segmenter.Segmenter` in frame order, as
+  run through the live path's :class:`~polyp_live.core.segmenter.Segmenter` in frame order, as
   ``polyp-live`` would play it: mean Dice of the drawn mask, frames until the polyp is first shown
   and the share of frames it is shown on after that, per smoothing variant;
 * a **labelled set** (``polyp/`` with polyp frames and ``polyp-free/`` with polyp-free frames, each
@@ -28,19 +28,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from polyp_live.engines.base import Backend
-from polyp_live.engines.preprocess import resize_for_model
-from polyp_live.engines.spec import ModelSpec
-from polyp_live.realtime.config import PipelineConfig
-from polyp_live.realtime.decision import DecisionConfig, region_scores
-from polyp_live.realtime.roi import detect_fov
-from polyp_live.realtime.segmenter import Segmenter
-from polyp_live.realtime.sources import IMAGE_SUFFIXES, read_whole_image
-from polyp_live.training.dataset import DatasetError
+from polyp_live.core.backend import Backend
+from polyp_live.core.preprocess import resize_for_model
+from polyp_live.core.spec import ModelSpec
+from polyp_live.core.config import PipelineConfig
+from polyp_live.core.decision import DecisionConfig, region_scores
+from polyp_live.core.roi import detect_fov
+from polyp_live.core.segmenter import Segmenter
+from polyp_live.core.readers import IMAGE_SUFFIXES, read_whole_image
+from polyp_live.core.datasets import DatasetError
 from polyp_live.training.evaluation import still_probability
 from polyp_live.training.frame_evaluation import detection_plot, infer_still, save_detection_plot, still_segmenter
-from polyp_live.training.metrics import image_metrics
+from polyp_live.core.metrics import image_metrics
 from polyp_live.training.video_evaluation import Variant
+from polyp_live.core.config import RoiConfig
 
 # The polyp is "shown" on a frame when the drawn outline overlaps the true polyp by at least this
 # share of the drawn area: an outline beside the polyp is a false alarm, not a finding.
@@ -439,7 +440,6 @@ class ExternalArrays:
 
 
 def _model_size(path: Path, spec: ModelSpec, mask_path: Path | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    from polyp_live.realtime.config import RoiConfig
     image = _read(path)
     x, y, w, h = detect_fov(image, RoiConfig().brightness)
     small = resize_for_model(image[y:y + h, x:x + w], spec)

@@ -1,9 +1,9 @@
 """Frame-level evaluation of the presence decision over polyp images and polyp-free frames.
 
-Each image goes through the live path's own :class:`~realtime.segmenter.Segmenter` preparation (field
+Each image goes through the live path's own :class:`~polyp_live.core.segmenter.Segmenter` preparation (field
 of view, shared preprocessing) and backend, as a still: a new picture with no history. Its
 probability map (model resolution, as the live decision sees it) gives a single-frame candidate score
-(:func:`realtime.decision.candidate_score`). Sweeping the score threshold gives the detection rate on
+(:func:`core.decision.candidate_score`). Sweeping the score threshold gives the detection rate on
 polyp images against the false-alarm rate on polyp-free frames; the operating point is the lowest
 threshold whose false-alarm rate on the validation frames stays within a target, which keeps as many
 polyps as that target allows.
@@ -19,12 +19,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from polyp_live.engines.base import Backend
-from polyp_live.realtime.config import PipelineConfig
-from polyp_live.realtime.decision import DecisionConfig, PresenceDecision, region_scores
-from polyp_live.realtime.roi import Roi
-from polyp_live.realtime.segmenter import Segmenter
-from polyp_live.training.dataset import read_pair, scan, split_stems
+from polyp_live.core.backend import Backend
+from polyp_live.core.config import PipelineConfig
+from polyp_live.core.decision import DecisionConfig, PresenceDecision, region_scores
+from polyp_live.core.roi import Roi
+from polyp_live.core.segmenter import Segmenter
+from polyp_live.core.datasets import read_pair, scan, split_stems
 
 SCORE_SWEEP = tuple(round(float(t), 4) for t in np.concatenate([np.arange(0.50, 0.90, 0.02), np.arange(0.90, 0.99, 0.005),
                                                                  np.arange(0.99, 0.9995, 0.001)]))

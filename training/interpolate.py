@@ -21,11 +21,12 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from polyp_live.core.errors import PolypLiveError
 from polyp_live.engines.onnx_file import read_onnx
-from polyp_live.engines.spec import ModelSpec
+from polyp_live.core.spec import ModelSpec
 
 
-class InterpolationError(ValueError):
+class InterpolationError(PolypLiveError, ValueError):
     """The two models cannot be interpolated (another architecture or input); the message says which."""
 
 

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from polyp_live.core.errors import InvalidValue
+
 LOSSES = ("bce_batch_dice", "bce_dice", "focal_dice", "wiou_bce")
 
 
@@ -115,4 +117,4 @@ def segmentation_loss(name: str, logits: torch.Tensor, target: torch.Tensor) -> 
         return 10 * focal_loss(logits, target) + soft_dice_loss(logits, target)
     if name == "wiou_bce":
         return weighted_iou_bce(logits, target)
-    raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")
+    raise InvalidValue(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from polyp_live.realtime.decision import region_scores
+from polyp_live.core.errors import InvalidValue
+from polyp_live.core.decision import region_scores
 
 # Weight of a frame the model already leaves empty: keeps every frame drawable, and keeps the mined
 # picks from being spent only on the handful of frames above 0.5.
@@ -28,7 +29,7 @@ HARDNESS_FLOOR = 0.02
 def check_mining_share(share: float, kind: str = "negative") -> None:
     """Refuse a mining share outside [0, 1] (the trainer calls this before loading any data)."""
     if not 0.0 <= share <= 1.0:
-        raise ValueError(f"{kind} mining share must lie in [0, 1], got {share}")
+        raise InvalidValue(f"{kind} mining share must lie in [0, 1], got {share}")
 
 
 def polyp_hardness(prob: np.ndarray, mask: np.ndarray, min_pixels: int = 16) -> float:

@@ -16,7 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from polyp_live.training.dataset import read_pair, scan, split_stems
+from polyp_live.core.errors import InvalidValue
+from polyp_live.core.datasets import read_pair, scan, split_stems
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def write_sequence(out: str | Path, spec: SequenceSpec, data: str | Path | None 
             stems = split_stems(root, split, samples)
             stills += [(kind, s, samples[s]) for s in stems]
     if not stills:
-        raise ValueError("nothing to render: give a polyp set, a polyp-free set or both")
+        raise InvalidValue("nothing to render: give a polyp set, a polyp-free set or both")
     order = np.random.default_rng(spec.seed).permutation(len(stills))
     stills = [stills[i] for i in order][: limit or None]
     (out / "frames").mkdir(parents=True, exist_ok=True)

@@ -23,16 +23,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from polyp_live.engines.preprocess import normalize
-from polyp_live.engines.spec import ModelSpec
-from polyp_live.realtime.decision import candidate_score
+from polyp_live.core.errors import MissingFile, InvalidValue, PolypLiveError
+from polyp_live.core.preprocess import normalize
+from polyp_live.core.spec import ModelSpec
+from polyp_live.core.decision import candidate_score
 from polyp_live.training.augment import augment
 from polyp_live.training.dataset import load_split
 from polyp_live.training.external_validation import curve_area, load_external_arrays
 from polyp_live.training.losses import negative_peak_loss, polyp_core_loss, segmentation_loss
-from polyp_live.training.metrics import MetricAccumulator
+from polyp_live.core.metrics import MetricAccumulator
 from polyp_live.training.mining import check_mining_share, mined_schedule, polyp_hardness
 from polyp_live.training.unetplusplus import ModelConfig, UnetPlusPlus, check_input_size
+from polyp_live.engines.onnx_file import read_onnx
+from polyp_live.training.warm_start import load_folded_onnx
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ def model_spec(size: int, info: dict | None = None, threshold: float = 0.5) -> M
     return ModelSpec(input_height=size, input_width=size, threshold=threshold, info=info or {})
 
 
-class CheckpointWriteError(OSError):
+class CheckpointWriteError(PolypLiveError, OSError):
     """A checkpoint could not be written (a full disk); the earlier checkpoints are intact."""
 
 
@@ -210,21 +213,48 @@ def check_config(config: TrainConfig) -> None:
     """Refuse settings that cannot train, with a one-line ValueError, before anything is read or written."""
     check_input_size(config.size, config.size)
     if config.epochs < 1 or config.batch_size < 1:
-        raise ValueError(f"--epochs and --batch-size need at least 1, got {config.epochs} and {config.batch_size}")
+        raise InvalidValue(f"--epochs and --batch-size need at least 1, got {config.epochs} and {config.batch_size}")
     for name, weight in (("negative peak", config.negative_peak_weight), ("polyp core", config.polyp_core_weight)):
         if weight < 0:
-            raise ValueError(f"{name} weight must be >= 0, got {weight}")
+            raise InvalidValue(f"{name} weight must be >= 0, got {weight}")
     check_mining_share(config.negative_mining)
     check_mining_share(config.polyp_mining, "polyp")
     if not 0.0 <= config.style_mix <= 1.0:
-        raise ValueError(f"style mix share must lie in [0, 1], got {config.style_mix}")
+        raise InvalidValue(f"style mix share must lie in [0, 1], got {config.style_mix}")
     if config.external_every < 1:
-        raise ValueError(f"external subsample step must be 1 or more, got {config.external_every}")
+        raise InvalidValue(f"external subsample step must be 1 or more, got {config.external_every}")
     if config.negatives and not 0 <= config.negatives_per_batch < config.batch_size:
-        raise ValueError(f"negatives per batch must lie in [0, {config.batch_size - 1}] for batch size "
+        raise InvalidValue(f"negatives per batch must lie in [0, {config.batch_size - 1}] for batch size "
                          f"{config.batch_size}, got {config.negatives_per_batch}")
     if config.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {config.device} asked for but torch sees no CUDA GPU; use --device cpu")
+        raise InvalidValue(f"--device {config.device} asked for but torch sees no CUDA GPU; use --device cpu")
+
+
+@dataclass
+class TrainingData:
+    """The arrays one run trains and validates on, at the model size (see :func:`load_training_data`)."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    neg_train: np.ndarray | None
+    neg_val: np.ndarray | None
+    external: dict | None
+    styles: np.ndarray | None
+
+
+@dataclass
+class Optimisation:
+    """The model and what steps it, with the schedule's shape and where a (resumed) run stands."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    steps_per_epoch: int
+    start_epoch: int = 0
+    best: float = -math.inf
+    history: list = field(default_factory=list)
 
 
 def train(config: TrainConfig, resume: bool = False, progress=None, header: str = "") -> dict:
@@ -236,144 +266,183 @@ def train(config: TrainConfig, resume: bool = False, progress=None, header: str 
     used, and why) is printed through it then, as the first line of the run.
     """
     check_config(config)
-    device = config.device
     out = Path(config.out)
     last_path = out / "last.pt"
     if resume and not last_path.is_file():
-        raise FileNotFoundError(f"--resume given but {last_path} does not exist; drop --resume to start afresh")
+        raise MissingFile(f"--resume given but {last_path} does not exist; drop --resume to start afresh")
     init_model = None
     if config.init and not resume:
-        from polyp_live.engines.onnx_file import read_onnx
         init_model = read_onnx(config.init)  # read once, before the data: a damaged --model is found first
     if config.threads:
         torch.set_num_threads(config.threads)
     spec = model_spec(config.size)
-    cache = Path(config.cache) if config.cache else out.parent / "cache"
-    # Data errors surface here, before any weights are touched.
-    _, train_x, train_y = load_split(config.data, "train", spec, cache, seed=config.seed)
-    _, val_x, val_y = load_split(config.data, "val", spec, cache, seed=config.seed)
-    neg_train = neg_val = None
-    if config.negatives:
-        _, neg_train, _ = load_split(config.negatives, "train", spec, cache, seed=config.seed, negatives=True)
-        _, neg_val, _ = load_split(config.negatives, "val", spec, cache, seed=config.seed, negatives=True)
-    external = None
-    if config.external:
-        external = load_external_arrays(config.external, spec, config.external_every)
-    n_neg = config.negatives_per_batch if neg_train is not None else 0
-    # Styles come from the training splits of both sets only: never from validation or external frames.
-    styles = (np.concatenate([train_x] + ([neg_train] if neg_train is not None else []))
-              if config.style_mix else None)
-    n_pos = config.batch_size - n_neg
-
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    torch.manual_seed(config.seed)
-    model = build_model(config)
-    if init_model is not None:
-        from polyp_live.training.warm_start import load_folded_onnx
-        calib = np.stack([normalize(im, spec) for im in train_x[:32]])
-        load_folded_onnx(model, init_model, calib)
-    model = model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_x) / n_pos)
-    if config.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-    total = steps_per_epoch * config.epochs
-    warmup = max(1, int(config.warmup_epochs * steps_per_epoch))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
-
-    start_epoch, best, history = 0, -math.inf, []
-    if resume and last_path.is_file():
-        state = torch.load(last_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best, history = state["epoch"] + 1, state["best_score"], state["history"]
-        torch.set_rng_state(state["torch_rng"])
-
+    data = load_training_data(config, spec)   # data errors surface here, before any weights are touched
+    run = set_up_optimisation(config, spec, data, init_model, last_path if resume else None)
     # Created only now: a run refused for its data, model or settings leaves no empty run folder.
     out.mkdir(parents=True, exist_ok=True)
     if progress:
         progress.start()
         if header:
             progress.print(header)
-    for epoch in range(start_epoch, config.epochs):
-        hardness = None
-        if n_neg and config.negative_mining:
-            # Each training negative's peak under this epoch's starting weights (which a resumed run
-            # restores exactly), un-augmented; predict_batches leaves the model in eval mode.
-            hardness = np.array([p.max() for p in predict_batches(model, neg_train, spec, 16, device)], np.float64)
-        polyp_hard = None
-        if config.polyp_mining:
-            # Same un-augmented scoring for the polyp images: how near each is to losing a polyp.
-            polyp_hard = np.array([polyp_hardness(p, m) for p, m in
-                                   zip(predict_batches(model, train_x, spec, 16, device), train_y)], np.float64)
-        set_training_mode(model, config.freeze_batchnorm)
-        rng = np.random.default_rng([config.seed, epoch])  # per-epoch stream: resume reproduces it
-        if polyp_hard is None:
-            order = rng.permutation(len(train_x))  # the order training always used (a short last batch)
-        else:
-            order = mined_schedule(len(train_x), steps_per_epoch * n_pos, polyp_hard, config.polyp_mining, rng,
-                                   "polyp")
-        neg_order = (mined_schedule(len(neg_train), steps_per_epoch * n_neg, hardness, config.negative_mining, rng)
-                     if n_neg else None)
-        t0, losses = time.time(), []
-        task = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps_per_epoch) if progress else None
-        for step in range(steps_per_epoch):
-            pairs = [augment(train_x[i], train_y[i], rng, styles, config.style_mix)
-                     for i in order[step * n_pos:(step + 1) * n_pos]]
-            if n_neg:
-                picks = neg_order[step * n_neg:(step + 1) * n_neg]
-                empty = np.zeros(train_y.shape[1:], np.uint8)
-                pairs += [augment(neg_train[i], empty, rng, styles, config.style_mix) for i in picks]
-            x, y = to_batch(np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), spec, device)
-            outputs = model(x)
-            outputs = outputs if isinstance(outputs, list) else [outputs]
-            loss = segmentation_loss(config.loss, outputs[0], y)
-            for aux in outputs[1:]:
-                loss = loss + config.aux_weight / len(outputs[1:]) * segmentation_loss(config.loss, aux, y)
-            if config.negative_peak_weight:
-                loss = loss + config.negative_peak_weight * negative_peak_loss(outputs[0], y)
-            if config.polyp_core_weight:
-                loss = loss + config.polyp_core_weight * polyp_core_loss(outputs[0], y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-            if progress:
-                progress.update(task, advance=1, description=f"epoch {epoch + 1}/{config.epochs} loss {np.mean(losses):.4f}")
-        val = validate(model, val_x, val_y, spec, negatives=neg_val, device=device)
-        ext = validate_external(model, external, spec, device=device) if external is not None else {}
-        score = checkpoint_score(val, ext)
-        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_dice": val["dice"],
-               "val_false_alarm": val["false_alarm"], "val_score": score, **ext,
-               "lr": float(optimizer.param_groups[0]["lr"]), "seconds": float(time.time() - t0)}
-        if hardness is not None:
-            # Training negatives the model called polyps (peak >= 0.5) when the epoch began.
-            row["train_negatives_above_half"] = int((hardness >= 0.5).sum())
-        if polyp_hard is not None:
-            # Training polyp images with a polyp whose peak was below 0.5 when the epoch began.
-            row["train_polyps_below_half"] = int((polyp_hard > 0.5).sum())
-        history.append(row)
+    for epoch in range(run.start_epoch, config.epochs):
+        row = train_epoch(config, spec, data, run, epoch, progress)
+        run.history.append(row)
+        save_epoch(config, run, epoch, row, last_path)
+    return {"best_val_score": run.best, "epochs": len(run.history), "history": run.history}
+
+
+def load_training_data(config: TrainConfig, spec: ModelSpec) -> TrainingData:
+    """The training and validation splits of both sets (and external-val when asked), cached resized."""
+    cache = Path(config.cache) if config.cache else Path(config.out).parent / "cache"
+    _, train_x, train_y = load_split(config.data, "train", spec, cache, seed=config.seed)
+    _, val_x, val_y = load_split(config.data, "val", spec, cache, seed=config.seed)
+    neg_train = neg_val = None
+    if config.negatives:
+        _, neg_train, _ = load_split(config.negatives, "train", spec, cache, seed=config.seed, negatives=True)
+        _, neg_val, _ = load_split(config.negatives, "val", spec, cache, seed=config.seed, negatives=True)
+    external = load_external_arrays(config.external, spec, config.external_every) if config.external else None
+    # Styles come from the training splits of both sets only: never from validation or external frames.
+    styles = (np.concatenate([train_x] + ([neg_train] if neg_train is not None else []))
+              if config.style_mix else None)
+    return TrainingData(train_x, train_y, val_x, val_y, neg_train, neg_val, external, styles)
+
+
+def batch_shares(config: TrainConfig, data: TrainingData) -> tuple[int, int]:
+    """(polyp images, polyp-free frames) in each batch."""
+    n_neg = config.negatives_per_batch if data.neg_train is not None else 0
+    return config.batch_size - n_neg, n_neg
+
+
+def set_up_optimisation(config: TrainConfig, spec: ModelSpec, data: TrainingData, init_model,
+                        resume_from: Path | None) -> Optimisation:
+    """The seeded model (warm-started from ``init_model``), AdamW and the warm-up + cosine schedule;
+    with ``resume_from``, everything restored from that ``last.pt``."""
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    model = build_model(config)
+    if init_model is not None:
+        calib = np.stack([normalize(im, spec) for im in data.train_x[:32]])
+        load_folded_onnx(model, init_model, calib)
+    model = model.to(config.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(data.train_x) / batch_shares(config, data)[0])
+    if config.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    total = steps_per_epoch * config.epochs
+    warmup = max(1, int(config.warmup_epochs * steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
+    run = Optimisation(model, optimizer, scheduler, steps_per_epoch)
+    if resume_from is not None:
+        state = torch.load(resume_from, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        run.start_epoch, run.best, run.history = state["epoch"] + 1, state["best_score"], state["history"]
+        torch.set_rng_state(state["torch_rng"])
+    return run
+
+
+def epoch_schedule(config: TrainConfig, spec: ModelSpec, data: TrainingData, run: Optimisation, epoch: int):
+    """(polyp order, polyp-free order, polyp-free hardness, polyp hardness, rng) for one epoch.
+
+    Hardness is each frame's score under this epoch's starting weights (which a resumed run restores
+    exactly), un-augmented; ``predict_batches`` leaves the model in eval mode.
+    """
+    n_pos, n_neg = batch_shares(config, data)
+    hardness = polyp_hard = None
+    if n_neg and config.negative_mining:
+        hardness = np.array([p.max() for p in predict_batches(run.model, data.neg_train, spec, 16, config.device)],
+                            np.float64)
+    if config.polyp_mining:
+        # How near each polyp image is to losing its polyp.
+        polyp_hard = np.array([polyp_hardness(p, m) for p, m in
+                               zip(predict_batches(run.model, data.train_x, spec, 16, config.device), data.train_y)],
+                              np.float64)
+    rng = np.random.default_rng([config.seed, epoch])  # per-epoch stream: resume reproduces it
+    if polyp_hard is None:
+        order = rng.permutation(len(data.train_x))  # the order training always used (a short last batch)
+    else:
+        order = mined_schedule(len(data.train_x), run.steps_per_epoch * n_pos, polyp_hard, config.polyp_mining,
+                               rng, "polyp")
+    neg_order = (mined_schedule(len(data.neg_train), run.steps_per_epoch * n_neg, hardness, config.negative_mining,
+                                rng) if n_neg else None)
+    return order, neg_order, hardness, polyp_hard, rng
+
+
+def train_step(config: TrainConfig, spec: ModelSpec, data: TrainingData, run: Optimisation, pos, neg, rng) -> float:
+    """One optimiser step on the polyp images ``pos`` and the polyp-free frames ``neg``; its loss."""
+    pairs = [augment(data.train_x[i], data.train_y[i], rng, data.styles, config.style_mix) for i in pos]
+    if len(neg):
+        empty = np.zeros(data.train_y.shape[1:], np.uint8)
+        pairs += [augment(data.neg_train[i], empty, rng, data.styles, config.style_mix) for i in neg]
+    x, y = to_batch(np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), spec, config.device)
+    outputs = run.model(x)
+    outputs = outputs if isinstance(outputs, list) else [outputs]
+    loss = segmentation_loss(config.loss, outputs[0], y)
+    for aux in outputs[1:]:
+        loss = loss + config.aux_weight / len(outputs[1:]) * segmentation_loss(config.loss, aux, y)
+    if config.negative_peak_weight:
+        loss = loss + config.negative_peak_weight * negative_peak_loss(outputs[0], y)
+    if config.polyp_core_weight:
+        loss = loss + config.polyp_core_weight * polyp_core_loss(outputs[0], y)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimizer.step()
+    run.scheduler.step()
+    return loss.item()
+
+
+def train_epoch(config: TrainConfig, spec: ModelSpec, data: TrainingData, run: Optimisation, epoch: int,
+                progress=None) -> dict:
+    """Train one epoch and validate; the epoch's row of the log."""
+    n_pos, n_neg = batch_shares(config, data)
+    # One random stream per epoch: the orders, then the augmentations (a resumed run reproduces both).
+    order, neg_order, hardness, polyp_hard, rng = epoch_schedule(config, spec, data, run, epoch)
+    set_training_mode(run.model, config.freeze_batchnorm)
+    t0, losses = time.time(), []
+    name = f"epoch {epoch + 1}/{config.epochs}"
+    task = progress.add_task(name, total=run.steps_per_epoch) if progress else None
+    for step in range(run.steps_per_epoch):
+        neg = neg_order[step * n_neg:(step + 1) * n_neg] if n_neg else []
+        losses.append(train_step(config, spec, data, run, order[step * n_pos:(step + 1) * n_pos], neg, rng))
         if progress:
-            progress.update(task, description=f"epoch {epoch + 1}/{config.epochs} loss {row['loss']:.4f} "
-                                              f"val Dice {val['dice']:.4f} false alarms {val['false_alarm']:.3f}"
-                                              + "".join(f" {k[4:]} {v:.3f}" for k, v in ext.items()))
-        weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        chosen = {"model": weights, "config": asdict(config), "epoch": epoch, "val_dice": val["dice"],
-                  "val_false_alarm": val["false_alarm"], "val_score": score, **ext}
-        if score > best:
-            best = score
-            atomic_save(chosen, out / "best.pt")
-        if config.keep_epochs:
-            atomic_save(chosen, out / f"epoch_{epoch + 1:03d}.pt")
-        state = {"model": weights, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "epoch": epoch, "best_score": float(best), "history": history,
-                 "config": asdict(config), "torch_rng": torch.get_rng_state()}
-        atomic_save(state, last_path)
-        write_log(history, out)
-    return {"best_val_score": best, "epochs": len(history), "history": history}
+            progress.update(task, advance=1, description=f"{name} loss {np.mean(losses):.4f}")
+    val = validate(run.model, data.val_x, data.val_y, spec, negatives=data.neg_val, device=config.device)
+    ext = validate_external(run.model, data.external, spec, device=config.device) if data.external is not None else {}
+    row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_dice": val["dice"],
+           "val_false_alarm": val["false_alarm"], "val_score": checkpoint_score(val, ext), **ext,
+           "lr": float(run.optimizer.param_groups[0]["lr"]), "seconds": float(time.time() - t0)}
+    if hardness is not None:
+        # Training negatives the model called polyps (peak >= 0.5) when the epoch began.
+        row["train_negatives_above_half"] = int((hardness >= 0.5).sum())
+    if polyp_hard is not None:
+        # Training polyp images with a polyp whose peak was below 0.5 when the epoch began.
+        row["train_polyps_below_half"] = int((polyp_hard > 0.5).sum())
+    if progress:
+        progress.update(task, description=f"{name} loss {row['loss']:.4f} val Dice {val['dice']:.4f} false alarms "
+                                          f"{val['false_alarm']:.3f}" + "".join(f" {k[4:]} {v:.3f}" for k, v in ext.items()))
+    return row
+
+
+def save_epoch(config: TrainConfig, run: Optimisation, epoch: int, row: dict, last_path: Path) -> None:
+    """``best.pt`` when this epoch scores best, ``epoch_NNN.pt`` with ``--keep-epochs``, always ``last.pt``
+    (each written atomically), and the log."""
+    out = last_path.parent
+    weights = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
+    ext = {k: v for k, v in row.items() if k.startswith("ext_")}
+    chosen = {"model": weights, "config": asdict(config), "epoch": epoch, "val_dice": row["val_dice"],
+              "val_false_alarm": row["val_false_alarm"], "val_score": row["val_score"], **ext}
+    if row["val_score"] > run.best:
+        run.best = row["val_score"]
+        atomic_save(chosen, out / "best.pt")
+    if config.keep_epochs:
+        atomic_save(chosen, out / f"epoch_{epoch + 1:03d}.pt")
+    state = {"model": weights, "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+             "epoch": epoch, "best_score": float(run.best), "history": run.history,
+             "config": asdict(config), "torch_rng": torch.get_rng_state()}
+    atomic_save(state, last_path)
+    write_log(run.history, out)
 
 
 def write_log(history: list[dict], out: Path) -> None:
@@ -412,7 +481,7 @@ def load_checkpoint(path: str | Path) -> tuple[UnetPlusPlus, TrainConfig]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found; train one with tools/train.py")
+        raise MissingFile(f"checkpoint {path} not found; train one with tools/train.py")
     if path.suffix.lower() == ".onnx":
         raise CheckpointError(f"{path} is an exported ONNX model, not a training checkpoint (.pt); pass the best.pt "
                               "of a polyp-live train run, or run the .onnx with the onnxruntime backend")
@@ -434,5 +503,5 @@ def load_checkpoint(path: str | Path) -> tuple[UnetPlusPlus, TrainConfig]:
     return model.eval(), config
 
 
-class CheckpointError(ValueError):
+class CheckpointError(PolypLiveError, ValueError):
     """A checkpoint cannot be loaded safely or lacks what a model needs."""

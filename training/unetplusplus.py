@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from polyp_live.core.errors import PolypLiveError
 from polyp_live.training.encoders import EfficientNetLiteEncoder, load_pretrained
 
 
-class InputShapeError(ValueError):
+class InputShapeError(PolypLiveError, ValueError):
     """Raised when an input side is not a multiple of the encoder's total stride."""
 
 

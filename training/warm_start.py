@@ -13,16 +13,16 @@ from the exported model instead of from a perturbed one.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from polyp_live.core.errors import PolypLiveError
 from polyp_live.engines.onnx_file import read_onnx
 
 
-class WarmStartError(ValueError):
+class WarmStartError(PolypLiveError, ValueError):
     """The ONNX model does not match the architecture being trained."""
 
 
@@ -75,45 +75,56 @@ def load_folded_onnx(model: nn.Module, onnx_path, calibration: np.ndarray | torc
                              "train with the encoder and decoder widths of the model you start from")
     with torch.no_grad():
         for (conv_name, bn_name), node in zip(pairs, onnx_convs):
-            conv = modules[conv_name]
-            weight = inits.get(node.input[1])
-            bias = inits.get(node.input[2]) if len(node.input) > 2 else None
-            if weight is None or tuple(weight.shape) != tuple(conv.weight.shape):
-                raise WarmStartError(f"{onnx_path}: convolution {node.name or node.input[1]} has shape "
-                                     f"{None if weight is None else weight.shape}, model's {conv_name} "
-                                     f"{tuple(conv.weight.shape)}; the architectures differ")
-            conv.weight.copy_(torch.from_numpy(weight.copy()))
-            bias = np.zeros(weight.shape[0], np.float32) if bias is None else bias
-            if bn_name is None:
-                if conv.bias is None:
-                    raise WarmStartError(f"{conv_name} has no bias and no BatchNorm; cannot place the folded bias")
-                conv.bias.copy_(torch.from_numpy(bias.copy()))
-                continue
-            if conv.bias is not None:
-                conv.bias.zero_()
-            bn = modules[bn_name]
-            bn.running_mean.zero_()
-            bn.running_var.fill_(1.0 - bn.eps)  # 1 / sqrt(var + eps) == 1: an identity BatchNorm
-            bn.weight.fill_(1.0)
-            bn.bias.copy_(torch.from_numpy(bias.copy()))
-        # Statistics of every convolution's output under the exported function, in one pass.
-        stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        hooks = [modules[c].register_forward_hook(
-                     lambda mod, i, out, c=c: stats.__setitem__(c, (out.mean((0, 2, 3)), out.var((0, 2, 3)))))
-                 for c, b in pairs if b is not None]
-        try:
-            model(x)
-        finally:
-            for h in hooks:
-                h.remove()
-        for conv_name, bn_name in pairs:
-            if bn_name is None:
-                continue
-            bn = modules[bn_name]
-            mean, var = stats[conv_name]
-            bn.running_mean.copy_(mean)
-            bn.running_var.copy_(var)
-            bn.bias.add_(mean)
-            bn.weight.copy_(torch.sqrt(var + bn.eps))
+            _copy_folded(modules, conv_name, bn_name, node, inits, onnx_path)
+        _recentre_batchnorms(model, modules, pairs, x)
     model.train(was_training)
     return len(pairs)
+
+
+def _copy_folded(modules: dict, conv_name: str, bn_name: str | None, node, inits: dict, onnx_path) -> None:
+    """One exported convolution (its BatchNorm folded in) into the model's convolution, with that
+    BatchNorm set to the identity and carrying the folded bias."""
+    conv = modules[conv_name]
+    weight = inits.get(node.input[1])
+    bias = inits.get(node.input[2]) if len(node.input) > 2 else None
+    if weight is None or tuple(weight.shape) != tuple(conv.weight.shape):
+        raise WarmStartError(f"{onnx_path}: convolution {node.name or node.input[1]} has shape "
+                             f"{None if weight is None else weight.shape}, model's {conv_name} "
+                             f"{tuple(conv.weight.shape)}; the architectures differ")
+    conv.weight.copy_(torch.from_numpy(weight.copy()))
+    bias = np.zeros(weight.shape[0], np.float32) if bias is None else bias
+    if bn_name is None:
+        if conv.bias is None:
+            raise WarmStartError(f"{conv_name} has no bias and no BatchNorm; cannot place the folded bias")
+        conv.bias.copy_(torch.from_numpy(bias.copy()))
+        return
+    if conv.bias is not None:
+        conv.bias.zero_()
+    bn = modules[bn_name]
+    bn.running_mean.zero_()
+    bn.running_var.fill_(1.0 - bn.eps)  # 1 / sqrt(var + eps) == 1: an identity BatchNorm
+    bn.weight.fill_(1.0)
+    bn.bias.copy_(torch.from_numpy(bias.copy()))
+
+
+def _recentre_batchnorms(model: nn.Module, modules: dict, pairs: list, x: torch.Tensor) -> None:
+    """Give each BatchNorm the statistics of its convolution's output on ``x`` under the exported
+    function (one pass), keeping that function: the running statistics become real ones."""
+    stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    hooks = [modules[c].register_forward_hook(
+                 lambda mod, i, out, c=c: stats.__setitem__(c, (out.mean((0, 2, 3)), out.var((0, 2, 3)))))
+             for c, b in pairs if b is not None]
+    try:
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    for conv_name, bn_name in pairs:
+        if bn_name is None:
+            continue
+        bn = modules[bn_name]
+        mean, var = stats[conv_name]
+        bn.running_mean.copy_(mean)
+        bn.running_var.copy_(var)
+        bn.bias.add_(mean)
+        bn.weight.copy_(torch.sqrt(var + bn.eps))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from polyp_live.realtime.segmenter import Segmenter
+from polyp_live.core.segmenter import Segmenter
 from polyp_live.realtime.web.security import middlewares, same_origin, static_response
 from polyp_live.realtime.web.uploads import (CLIP_SUFFIXES, STILL_SUFFIXES, ClipJob, Limits, UploadError, new_job_folder,
                                              probe_clip, remove_job, run_clip, save_parts, segment_still)

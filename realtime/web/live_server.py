@@ -27,7 +27,7 @@ from typing import Callable
 
 import cv2
 
-from polyp_live.realtime.errors import UsageError
+from polyp_live.core.errors import UsageError
 from polyp_live.realtime.view import LiveView
 from polyp_live.realtime.web.encoders import H264Stream, JpegEncoder, yield_to_the_pipeline
 from polyp_live.realtime.web.security import WebAddress, middlewares, secure_headers, static_response, same_origin

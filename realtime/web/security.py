@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from polyp_live.realtime.errors import UsageError
+from polyp_live.core.errors import UsageError
 
 COOKIE = "polyp_live_token"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "

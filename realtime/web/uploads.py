@@ -2,7 +2,7 @@
 
 An upload is written under a private temporary folder with a generated name (never a name or path
 the user gave), counted as it arrives and refused past the size limit. A still is decoded and
-segmented by the live path's :class:`~polyp_live.realtime.segmenter.Segmenter` in a worker thread;
+segmented by the live path's :class:`~polyp_live.core.segmenter.Segmenter` in a worker thread;
 a clip runs through the ``polyp-live`` command itself (``--record --save-masks``) in a child process
 that is killed past the time limit, so a clip's outline and masks are exactly the product's.
 """
@@ -22,18 +22,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from polyp_live.realtime.config import RenderConfig
+from polyp_live.core.errors import PolypLiveError
+from polyp_live.core.config import RenderConfig
 from polyp_live.realtime.render import overlay
-from polyp_live.realtime.segmenter import Segmenter
-from polyp_live.realtime.sources import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, VIDEO_SUFFIXES, read_whole_image
-from polyp_live.training.metrics import image_metrics
+from polyp_live.core.segmenter import Segmenter
+from polyp_live.core.readers import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, VIDEO_SUFFIXES, read_whole_image
+from polyp_live.core.metrics import image_metrics
 
 STILL_SUFFIXES = {".jpg", ".jpeg", ".png"}
 CLIP_SUFFIXES = {".mp4", ".mkv", ".avi"}
 assert STILL_SUFFIXES <= IMAGE_SUFFIXES and CLIP_SUFFIXES <= VIDEO_SUFFIXES
 
 
-class UploadError(ValueError):
+class UploadError(PolypLiveError, ValueError):
     """A bad upload: ``status`` is the HTTP code to answer with, the message says what to do."""
 
     def __init__(self, message: str, status: int = 400):

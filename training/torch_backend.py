@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from polyp_live.engines.base import Backend
-from polyp_live.engines.errors import BackendUnavailableError, ModelLoadError
+from polyp_live.core.backend import Backend
+from polyp_live.core.errors import BackendUnavailableError, ModelLoadError
 
 
 class TorchBackend(Backend):

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from polyp_live.engines.spec import ModelSpec
+from polyp_live.core.errors import InvalidValue
+from polyp_live.core.spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,11 @@ class DecisionConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.score_threshold <= 1.0:
-            raise ValueError(f"score threshold must lie in [0, 1], got {self.score_threshold}")
+            raise InvalidValue(f"score threshold must lie in [0, 1], got {self.score_threshold}")
         if not 0.0 <= self.min_area_fraction < 1.0:
-            raise ValueError(f"minimum region area must lie in [0, 1), got {self.min_area_fraction}")
+            raise InvalidValue(f"minimum region area must lie in [0, 1), got {self.min_area_fraction}")
         if not 1 <= self.k <= self.n:
-            raise ValueError(f"persistence {self.k}/{self.n} is invalid; use K/N with 1 <= K <= N")
+            raise InvalidValue(f"persistence {self.k}/{self.n} is invalid; use K/N with 1 <= K <= N")
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, **overrides) -> "DecisionConfig":

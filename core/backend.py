@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polyp_live.engines.spec import ModelSpec
+from polyp_live.core.spec import ModelSpec
 
 
 class Backend:

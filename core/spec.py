@@ -7,8 +7,10 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from polyp_live.core.errors import PolypLiveError
 
-class ModelSpecError(ValueError):
+
+class ModelSpecError(PolypLiveError, ValueError):
     """A sidecar is missing, unreadable or inconsistent with its model."""
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from polyp_live.realtime.roi import Roi
+from polyp_live.core.roi import Roi
 
 
 @dataclass

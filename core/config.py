@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from polyp_live.realtime.decision import DecisionConfig
+from polyp_live.core.decision import DecisionConfig
 
 
 @dataclass(frozen=True)

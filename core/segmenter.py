@@ -24,14 +24,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from polyp_live.engines.base import Backend
-from polyp_live.engines.errors import check_probability_map
-from polyp_live.engines.preprocess import preprocess, resize_for_model
-from polyp_live.realtime.config import PipelineConfig
-from polyp_live.realtime.decision import Decision, DecisionConfig, PresenceDecision
-from polyp_live.realtime.postprocess import Detection, to_frame
-from polyp_live.realtime.roi import Roi, RoiTracker
-from polyp_live.realtime.smoothing import Hysteresis, SceneCutDetector, TemporalSmoother
+from polyp_live.core.backend import Backend
+from polyp_live.core.errors import check_probability_map
+from polyp_live.core.preprocess import preprocess, resize_for_model
+from polyp_live.core.config import PipelineConfig, RoiConfig
+from polyp_live.core.decision import Decision, DecisionConfig, PresenceDecision
+from polyp_live.core.postprocess import Detection, to_frame
+from polyp_live.core.roi import Roi, RoiTracker
+from polyp_live.core.smoothing import Hysteresis, SceneCutDetector, TemporalSmoother
+from polyp_live.core.spec import ModelSpec
 
 
 @dataclass
@@ -99,11 +100,34 @@ def hysteresis_thresholds(config: PipelineConfig, model_threshold: float) -> tup
     return high, low
 
 
+def model_input(image_bgr: np.ndarray, roi: Roi, spec: ModelSpec, wants_uint8: bool = False) -> np.ndarray:
+    """What the model is given for one frame: its field of view cut out and preprocessed.
+
+    A backend that normalises itself (``wants_uint8``: a remote server) gets the resized uint8 crop
+    instead, a quarter of the bytes. The one way every layer feeds the model.
+    """
+    x, y, w, h = roi
+    crop = image_bgr[y:y + h, x:x + w]
+    if wants_uint8:
+        return np.ascontiguousarray(resize_for_model(crop, spec))
+    return preprocess(crop, spec)
+
+
+def prepare_still(image_bgr: np.ndarray, spec: ModelSpec, roi: RoiConfig = RoiConfig()) -> tuple[np.ndarray, Roi]:
+    """(model input, field of view) of one still, as the live path prepares a new picture.
+
+    For consumers without a backend at hand (calibration); :meth:`Segmenter.prepare` does the same
+    for a frame after a reset.
+    """
+    view = RoiTracker(roi)(image_bgr)
+    return model_input(image_bgr, view, spec), view
+
+
 class Segmenter:
     """Segments a stream of BGR frames with one backend; not thread-safe (one caller at a time).
 
     Args:
-        backend: a loaded :class:`~polyp_live.engines.base.Backend`; the caller owns and closes it.
+        backend: a loaded :class:`~polyp_live.core.backend.Backend`; the caller owns and closes it.
         config: the ``roi``, ``smoothing``, ``postprocess`` and ``decision`` sections are used; the
             decision defaults to the operating point stored in the model's sidecar.
     """
@@ -200,13 +224,7 @@ class Segmenter:
             if self._last_roi is not None:
                 reason, fresh = reason or "roi", True
             self._last_roi = roi
-        x, y, w, h = roi
-        crop = image_bgr[y:y + h, x:x + w]
-        if self._wants_uint8:
-            # A remote backend normalises server-side: send the resized uint8 ROI (a quarter the bytes).
-            batch = np.ascontiguousarray(resize_for_model(crop, self.backend.spec))
-        else:
-            batch = preprocess(crop, self.backend.spec)
+        batch = model_input(image_bgr, roi, self.backend.spec, self._wants_uint8)
         return PreparedFrame(batch, roi, size, reason, fresh, time.perf_counter() - t0)
 
     def _drawn_min_area(self, roi: Roi) -> int:

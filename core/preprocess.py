@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from polyp_live.engines.spec import ModelSpec
+from polyp_live.core.spec import ModelSpec
 
 
 def resize_for_model(image_bgr: np.ndarray, spec: ModelSpec) -> np.ndarray:

@@ -13,6 +13,8 @@ from collections import deque
 import cv2
 import numpy as np
 
+from polyp_live.core.errors import InvalidValue
+
 SMOOTHING_MODES = ("none", "ema", "confidence")
 
 
@@ -27,9 +29,9 @@ class TemporalSmoother:
 
     def __init__(self, mode: str = "confidence", strength: float = 0.6):
         if mode not in SMOOTHING_MODES:
-            raise ValueError(f"unknown smoothing {mode!r}; choose one of: {', '.join(SMOOTHING_MODES)}")
+            raise InvalidValue(f"unknown smoothing {mode!r}; choose one of: {', '.join(SMOOTHING_MODES)}")
         if not 0.0 <= strength < 1.0:
-            raise ValueError(f"--smoothing-strength must lie in [0, 1), got {strength}")
+            raise InvalidValue(f"--smoothing-strength must lie in [0, 1), got {strength}")
         self.mode, self.strength = mode, strength
         self.previous: np.ndarray | None = None
 
@@ -54,7 +56,7 @@ class Hysteresis:
 
     def __init__(self, high: float, low: float):
         if not 0.0 < low <= high < 1.0:
-            raise ValueError(f"thresholds need 0 < --threshold-low ({low}) <= --threshold ({high}) < 1")
+            raise InvalidValue(f"thresholds need 0 < --threshold-low ({low}) <= --threshold ({high}) < 1")
         self.high, self.low = high, low
         self.state: np.ndarray | None = None
 

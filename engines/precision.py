@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from polyp_live.core.errors import InvalidValue
 from polyp_live.engines.onnx_file import read_onnx
 
 FLAVOURS = ("tensorrt", "onnxruntime")
@@ -112,7 +113,7 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calibration: np.nda
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if flavour not in FLAVOURS:
-        raise ValueError(f"unknown INT8 flavour {flavour!r}; choose one of: {', '.join(FLAVOURS)}")
+        raise InvalidValue(f"unknown INT8 flavour {flavour!r}; choose one of: {', '.join(FLAVOURS)}")
     onnx_out = Path(onnx_out)
     prepared = onnx_out.with_name(onnx_out.stem + ".prep.onnx")
     model = read_onnx(onnx_in)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from polyp_live.realtime.config import RoiConfig
+from polyp_live.core.errors import InvalidValue
+from polyp_live.core.config import RoiConfig
 
 Roi = tuple[int, int, int, int]  # x, y, w, h in frame pixels
 
@@ -41,9 +42,9 @@ def parse_roi(text: str) -> RoiConfig:
     try:
         x, y, w, h = (int(v) for v in text.split(","))
     except ValueError:
-        raise ValueError(f"--roi {text!r} is not valid; use auto, full or x,y,w,h in pixels") from None
+        raise InvalidValue(f"--roi {text!r} is not valid; use auto, full or x,y,w,h in pixels") from None
     if w <= 0 or h <= 0 or x < 0 or y < 0:
-        raise ValueError(f"--roi {text!r} needs x,y >= 0 and w,h > 0")
+        raise InvalidValue(f"--roi {text!r} needs x,y >= 0 and w,h > 0")
     return RoiConfig(mode="fixed", fixed=(x, y, w, h))
 
 
@@ -65,7 +66,7 @@ class RoiTracker:
         if self.config.mode == "fixed":
             x, y, rw, rh = self.config.fixed
             if x + rw > w or y + rh > h:
-                raise ValueError(f"--roi {x},{y},{rw},{rh} lies outside the {w}x{h} frame; pass a box inside it")
+                raise InvalidValue(f"--roi {x},{y},{rw},{rh} lies outside the {w}x{h} frame; pass a box inside it")
             return self.config.fixed
         if self._roi is None or self._age >= self.config.refresh_frames:
             self._roi, self._age = detect_fov(frame, self.config.brightness), 0
