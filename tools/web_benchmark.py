@@ -184,11 +184,14 @@ def _watch(url: str, viewers: int, transport: str, process: subprocess.Popen, ch
 
 
 def folder_launcher(chromium: str, nice: int) -> str:
-    """``chromium`` itself, or a script that starts it under ``nice -n NICE``."""
+    """``chromium`` itself, or a script that starts it under ``nice -n NICE`` (and its autogroup too)."""
     if nice <= 0:
         return chromium
     script = Path(tempfile.mkdtemp(prefix="polyp-live-nice-")) / "chromium"
-    script.write_text(f'#!/bin/sh\nexec nice -n {int(nice)} {chromium} "$@"\n')
+    # Playwright starts the browser in a session of its own, whose autogroup the kernel schedules as a
+    # peer of polyp-live's whatever the nice value inside it: lower the autogroup's priority as well.
+    script.write_text(f'#!/bin/sh\necho {int(nice)} > /proc/self/autogroup 2>/dev/null\n'
+                      f'exec nice -n {int(nice)} {chromium} "$@"\n')
     script.chmod(0o755)
     return str(script)
 
