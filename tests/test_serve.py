@@ -26,7 +26,7 @@ import pytest
 
 from conftest import ROOT, decode, make_brightness_model, moving_disc_frames, write_video
 
-grpcclient = pytest.importorskip("tritonclient.grpc", reason="needs tritonclient: pip install 'polyp-live[serve]'")
+grpcclient = pytest.importorskip("tritonclient.grpc", reason="needs tritonclient: pip install 'polyp-live[triton-client]'")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from polyp_live.core.errors import (InferenceUnavailable, ServerUnreachableError)  # noqa: E402
