@@ -96,22 +96,14 @@ def add_calibration_options(parser: argparse.ArgumentParser, note: str = "") -> 
 
 def refuse_overwriting_inputs(parser: argparse.ArgumentParser, outputs: dict[str, object],
                               inputs: list[object]) -> None:
-    """Stop with a one-line usage error when an output would be written over, or into, an input.
-
-    ``outputs`` maps each writing option to its path (None or "" when unused), ``inputs`` lists the
-    files and folders the command reads. An output that is an input file, or lies inside an input
-    folder, is refused: a command never replaces what it reads (a video, a calibration image, a
-    dataset) and never adds its results to a folder it reads frames from.
-    """
-    read = [Path(str(p)).resolve() for p in inputs if p and Path(str(p)).exists()]
-    for option, out in outputs.items():
-        if not out:
-            continue
-        target = Path(str(out)).resolve()
-        for source in read:
-            if target == source or (source.is_dir() and source in target.parents):
-                where = "over the input" if target == source else "into the input folder"
-                parser.error(f"{option} {out} would write {where} {source}; choose another path")
+    """Stop with a one-line usage error (exit 2) when an output would be written over, or into, an input:
+    the rule of :func:`polyp_live.realtime.options.refuse_overwriting_inputs`, for a tool's parser."""
+    from polyp_live.core.errors import UsageError
+    from polyp_live.realtime.options import refuse_overwriting_inputs as refuse
+    try:
+        refuse(outputs, inputs)
+    except UsageError as exc:
+        parser.error(str(exc))
 
 
 def check_output_folder(parser: argparse.ArgumentParser, option: str, value: object) -> None:

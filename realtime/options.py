@@ -122,21 +122,25 @@ def cap_threads(threads: int) -> tuple[int, str | None]:
     return threads, None
 
 
-def refuse_overwriting_inputs(outputs: dict[str, str | None], source_paths: list[Path],
-                              protected: list[Path]) -> None:
+def refuse_overwriting_inputs(outputs: dict[str, object], source_paths: list, protected: list = ()) -> None:
     """Raise :class:`UsageError` when an output is, or would write into, something this run reads.
 
+    The one rule of every command (``polyp-live`` and the tools, through
+    :func:`polyp_live.arguments.refuse_overwriting_inputs`): a run never replaces what it reads, never
+    adds its results to a folder it reads from, and never writes two outputs to one path.
+
     Args:
-        outputs: option name -> the path given (``--save-masks`` is a folder, the others files).
-        source_paths: the source's files and folders (see ``FrameSource.input_paths``).
+        outputs: option name -> the path given, None or "" when unused (``--save-masks`` is a folder,
+            the others files).
+        source_paths: the files and folders the run reads (see ``FrameSource.input_paths``).
         protected: other files that must survive (the model and its sidecar).
     """
     names: dict[Path, str] = {}
-    for path in protected:
+    for path in map(Path, protected):
         if path.is_file():
             names[path.resolve()] = f"the model file {path}"
     folders = set()
-    for path in source_paths:
+    for path in (Path(str(p)) for p in source_paths if p):
         if path.is_dir():
             folders.add(path.resolve())
         elif path.exists():
@@ -145,17 +149,18 @@ def refuse_overwriting_inputs(outputs: dict[str, str | None], source_paths: list
     for option, value in outputs.items():
         if not value:
             continue
-        target = Path(value).expanduser().resolve()  # follows symlinks, also through missing tails
+        target = Path(str(value)).expanduser().resolve()  # follows symlinks, also through missing tails
         if target in seen:
             # Written one after the other, the second would replace the first (a recording by the stats).
             raise UsageError(f"{option} {value} is also {seen[target]}; give each output its own path")
         seen[target] = option
         if target in names:
-            raise UsageError(f"{option} {value} is {names[target]}, which this run reads; "
+            raise UsageError(f"{option} {value} would write over {names[target]}, which this run reads; "
                              "write the output somewhere else")
         folder = target if option == "--save-masks" else target.parent
-        if folder in folders:
-            raise UsageError(f"{option} {value} would write into the source image folder {folder}; "
+        inside = next((f for f in folders if f == folder or f in folder.parents), None)
+        if inside is not None:
+            raise UsageError(f"{option} {value} would write into the source image folder {inside}; "
                              "choose a folder outside it")
 
 
