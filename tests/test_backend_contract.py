@@ -58,3 +58,22 @@ def test_a_backend_is_a_context_manager_and_declares_what_the_hud_shows(brightne
         assert (info.model, info.precision, info.backend) == ("bright", "fp32", "onnxruntime:CPU")
         assert ort.model_path == brightness_model and ort.status == "" and not ort.wants_uint8
     assert ort.session is None
+
+
+def test_one_comparator_measures_max_difference_and_mask_dice_and_judges_by_precision():
+    from polyp_live.core.comparator import SAME_PRECISION, compare, rule_for
+    reference = [np.zeros((4, 4), np.float32), np.zeros((4, 4), np.float32)]
+    reference[0][:2] = 0.9                      # a polyp on the top half of the first map
+    close = [r + 0.0005 for r in reference]     # float rounding only
+    shrunk = [r.copy() for r in reference]
+    shrunk[0][1] = 0.2                          # half the polyp lost
+    agreement = compare(reference, close, 0.5)
+    assert agreement.images == 2 and agreement.max_abs_diff == pytest.approx(0.0005, abs=1e-6)
+    assert agreement.mean_dice == agreement.min_dice == 1.0 and SAME_PRECISION.passes(agreement)
+    lossy = compare(reference, shrunk, 0.5)
+    assert lossy.min_dice == pytest.approx(2 / 3) and lossy.mean_dice == pytest.approx((2 / 3 + 1) / 2)
+    assert SAME_PRECISION.failures(lossy) == ["max abs diff 7.00e-01 > 0.001", "mean mask Dice 0.8333 < 0.99",
+                                              "worst image's mask Dice 0.6667 < 0.99"]
+    assert not rule_for("int8").passes(lossy) and rule_for("int8").min_mean_dice == 0.98
+    with pytest.raises(ValueError, match="not the same inputs"):
+        compare(reference, close[:1], 0.5)
