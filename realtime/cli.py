@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Only light imports at module level: NumPy, OpenCV and ONNX Runtime load inside main(), after the
 # signal guard is in place, so a Ctrl+C during them is neither a traceback nor a wrong diagnosis.
@@ -21,6 +22,9 @@ from polyp_live.realtime import options
 from polyp_live.realtime.interrupts import Interrupted, SignalGuard
 from polyp_live.resources import bundled_model, demo_clip
 from polyp_live.core.errors import printable
+
+if TYPE_CHECKING:  # for the annotation only: the config module loads NumPy
+    from polyp_live.core.config import PipelineConfig
 
 DEFAULT_MODEL = bundled_model()
 DEMO_CLIP = demo_clip()

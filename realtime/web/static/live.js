@@ -120,7 +120,13 @@ async function iceGathered(pc, ms) {
 async function startWebRtc() {
   const pc = new RTCPeerConnection();
   pc.addTransceiver("video", { direction: "recvonly" });
-  pc.ontrack = (event) => { video.srcObject = event.streams[0] || new MediaStream([event.track]); };
+  pc.ontrack = (event) => {
+    // A live view wants the newest picture, not a smooth one: ask for no jitter buffer beyond what
+    // decoding needs (jitterBufferTarget is the standard name, playoutDelayHint Chromium's older one).
+    if ("jitterBufferTarget" in event.receiver) event.receiver.jitterBufferTarget = 0;
+    if ("playoutDelayHint" in event.receiver) event.receiver.playoutDelayHint = 0;
+    video.srcObject = event.streams[0] || new MediaStream([event.track]);
+  };
   pc.onconnectionstatechange = () => {
     if (pc.connectionState === "failed" && params.get("mode") !== "webrtc") useMjpeg("WebRTC failed");
   };
