@@ -164,8 +164,9 @@ def run_cli(capsys, *args: str) -> tuple[int, str]:
 
 def test_server_down_at_start_is_one_line_error_exit_1(capsys, tmp_path, brightness_model):
     clip = write_video(tmp_path / "clip.mp4", count=5)
-    code, err = run_cli(capsys, "--source", str(clip), "--model", str(brightness_model),
-                        "--backend", "triton", "--server", f"grpc://127.0.0.1:{free_port()}")
+    # --server-wait 1: the default waits 60 s for a server that may still be starting; the error is the same.
+    code, err = run_cli(capsys, "--source", str(clip), "--model", str(brightness_model), "--backend", "triton",
+                        "--server", f"grpc://127.0.0.1:{free_port()}", "--server-wait", "1")
     assert code == 1
     assert "polyp-live: error:" in err and "not reachable" in err and "polyp-live-serve" in err
     assert "Traceback" not in err
