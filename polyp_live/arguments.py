@@ -9,10 +9,11 @@ stay accepted, hidden from ``--help``, with a one-line deprecation warning.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from polyp_live.core.errors import printable  # noqa: F401 - the tools import it from here
+from polyp_live.core.errors import UsageError, printable  # printable: the tools import it from here
 
 # Where the data sits beside a checkout of this project; in any other clone these do not exist, and
 # check_dataset says where to get them.
@@ -47,7 +48,6 @@ class OneLineErrorParser(argparse.ArgumentParser):
 def command_parser(command: str, description: str | None) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` for ``polyp-live COMMAND`` with the shared formatting and ``--version``."""
     from polyp_live import __version__
-    from polyp_live.realtime.options import quiet_native_logs
     # Here, not in one entry point: `polyp-live X` and `python tools/X.py` both build this parser. FFmpeg's
     # and OpenCV's own lines ("moov atom not found") would otherwise precede the command's one-line
     # error about the same file; polyp-live --verbose turns them back on after parsing.
@@ -94,16 +94,56 @@ def add_calibration_options(parser: argparse.ArgumentParser, note: str = "") -> 
                              "it goes into the model's cache folder")
 
 
-def refuse_overwriting_inputs(parser: argparse.ArgumentParser, outputs: dict[str, object],
-                              inputs: list[object]) -> None:
-    """Stop with a one-line usage error (exit 2) when an output would be written over, or into, an input:
-    the rule of :func:`polyp_live.realtime.options.refuse_overwriting_inputs`, for a tool's parser."""
-    from polyp_live.core.errors import UsageError
-    from polyp_live.realtime.options import refuse_overwriting_inputs as refuse
+def refuse_overwriting_inputs(outputs: dict[str, object], source_paths: list, protected: list = (),
+                              parser: argparse.ArgumentParser | None = None) -> None:
+    """Refuse an output that is, or would write into, something this run reads (exit 2).
+
+    The one rule of every command, ``polyp-live`` and the tools: a run never replaces what it reads,
+    never adds its results to a folder it reads from, and never writes two outputs to one path.
+    With ``parser`` the refusal is its one-line usage error; without, a :class:`UsageError`.
+
+    Args:
+        outputs: option name -> the path given, None or "" when unused (``--save-masks`` is a folder,
+            the others files).
+        source_paths: the files and folders the run reads (see ``FrameSource.input_paths``).
+        protected: other files that must survive (the model and its sidecar).
+    """
     try:
-        refuse(outputs, inputs)
+        _refuse(outputs, source_paths, protected)
     except UsageError as exc:
+        if parser is None:
+            raise
         parser.error(str(exc))
+
+
+def _refuse(outputs: dict[str, object], source_paths: list, protected) -> None:
+    names: dict[Path, str] = {}
+    for path in map(Path, protected):
+        if path.is_file():
+            names[path.resolve()] = f"the model file {path}"
+    folders = set()
+    for path in (Path(str(p)) for p in source_paths if p):
+        if path.is_dir():
+            folders.add(path.resolve())
+        elif path.exists():
+            names[path.resolve()] = f"the source {path}"
+    seen: dict[Path, str] = {}
+    for option, value in outputs.items():
+        if not value:
+            continue
+        target = Path(str(value)).expanduser().resolve()  # follows symlinks, also through missing tails
+        if target in seen:
+            # Written one after the other, the second would replace the first (a recording by the stats).
+            raise UsageError(f"{option} {value} is also {seen[target]}; give each output its own path")
+        seen[target] = option
+        if target in names:
+            raise UsageError(f"{option} {value} would write over {names[target]}, which this run reads; "
+                             "write the output somewhere else")
+        folder = target if option == "--save-masks" else target.parent
+        inside = next((f for f in folders if f == folder or f in folder.parents), None)
+        if inside is not None:
+            raise UsageError(f"{option} {value} would write into the source image folder {inside}; "
+                             "choose a folder outside it")
 
 
 def check_output_folder(parser: argparse.ArgumentParser, option: str, value: object) -> None:
@@ -144,3 +184,31 @@ def check_dataset(parser: argparse.ArgumentParser, option: str, value: object, k
     defaults = (parser.get_default(option.lstrip("-").replace("-", "_")), DEFAULT_DATA, DEFAULT_NEGATIVES)
     default = " (the default)" if str(value) in defaults else ""
     parser.error(f"{option} {printable(value)}{default} {problem}; {fix.format(option=option)}")
+
+
+def quiet_native_logs(verbose: bool) -> None:
+    """Silence OpenCV's and FFmpeg's own log lines around our one-line messages, unless ``verbose``.
+
+    The environment is read when OpenCV first logs or opens an FFmpeg capture, so this runs
+    before any source opens; OpenCV's level is also set directly for an already imported cv2.
+    """
+    if verbose:
+        os.environ["OPENCV_LOG_LEVEL"] = "INFO"
+        os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "32"  # AV_LOG_INFO
+    else:
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None:
+        # OpenCV 5 has cv2.utils.logging; OpenCV 4.x wheels have only cv2.setLogLevel (0 silent, 4 info).
+        logging = getattr(getattr(cv2, "utils", None), "logging", None)
+        if logging is not None:
+            logging.setLogLevel(logging.LOG_LEVEL_INFO if verbose else logging.LOG_LEVEL_SILENT)
+        elif hasattr(cv2, "setLogLevel"):
+            cv2.setLogLevel(4 if verbose else 0)
+    if verbose:  # PyAV keeps FFmpeg quiet unless asked
+        try:
+            import av.logging  # noqa: PLC0415
+        except ImportError:
+            return
+        av.logging.set_level(av.logging.WARNING)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 # Only light imports at module level: NumPy, OpenCV and ONNX Runtime load inside main(), after the
 # signal guard is in place, so a Ctrl+C during them is neither a traceback nor a wrong diagnosis.
+from polyp_live.arguments import quiet_native_logs, refuse_overwriting_inputs
 from polyp_live.realtime import options
 from polyp_live.realtime.interrupts import Interrupted, SignalGuard
 from polyp_live.resources import bundled_model, demo_clip
@@ -198,7 +199,7 @@ def _main(argv: list[str] | None, signals: SignalGuard) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     options.validate(parser, args)
-    options.quiet_native_logs(args.verbose)
+    quiet_native_logs(args.verbose)
     signals.check()
     console = terminal.console(stderr=True)  # no 80-column wrap in a log or a pipe
 
@@ -289,7 +290,7 @@ def _check_outputs(args: argparse.Namespace, source) -> None:
     from polyp_live.core.errors import UsageError
     from polyp_live.core.spec import ModelSpec
 
-    options.refuse_overwriting_inputs(
+    refuse_overwriting_inputs(
         {"--record": args.record, "--save-masks": args.save_masks, "--stats-json": args.stats_json,
          "--report": args.report},
         source.input_paths(), [Path(args.model), ModelSpec.sidecar_path(args.model)])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 from pathlib import Path
 
 from polyp_live.core.errors import OutputError, UsageError
@@ -122,48 +121,6 @@ def cap_threads(threads: int) -> tuple[int, str | None]:
     return threads, None
 
 
-def refuse_overwriting_inputs(outputs: dict[str, object], source_paths: list, protected: list = ()) -> None:
-    """Raise :class:`UsageError` when an output is, or would write into, something this run reads.
-
-    The one rule of every command (``polyp-live`` and the tools, through
-    :func:`polyp_live.arguments.refuse_overwriting_inputs`): a run never replaces what it reads, never
-    adds its results to a folder it reads from, and never writes two outputs to one path.
-
-    Args:
-        outputs: option name -> the path given, None or "" when unused (``--save-masks`` is a folder,
-            the others files).
-        source_paths: the files and folders the run reads (see ``FrameSource.input_paths``).
-        protected: other files that must survive (the model and its sidecar).
-    """
-    names: dict[Path, str] = {}
-    for path in map(Path, protected):
-        if path.is_file():
-            names[path.resolve()] = f"the model file {path}"
-    folders = set()
-    for path in (Path(str(p)) for p in source_paths if p):
-        if path.is_dir():
-            folders.add(path.resolve())
-        elif path.exists():
-            names[path.resolve()] = f"the source {path}"
-    seen: dict[Path, str] = {}
-    for option, value in outputs.items():
-        if not value:
-            continue
-        target = Path(str(value)).expanduser().resolve()  # follows symlinks, also through missing tails
-        if target in seen:
-            # Written one after the other, the second would replace the first (a recording by the stats).
-            raise UsageError(f"{option} {value} is also {seen[target]}; give each output its own path")
-        seen[target] = option
-        if target in names:
-            raise UsageError(f"{option} {value} would write over {names[target]}, which this run reads; "
-                             "write the output somewhere else")
-        folder = target if option == "--save-masks" else target.parent
-        inside = next((f for f in folders if f == folder or f in folder.parents), None)
-        if inside is not None:
-            raise UsageError(f"{option} {value} would write into the source image folder {inside}; "
-                             "choose a folder outside it")
-
-
 def check_stats_path(value: str, option: str = "--stats-json", example: str = "stats.json") -> None:
     """Refuse an output file path (``--stats-json``, ``--report``) that is a folder (exit 2) or cannot be
     written (exit 1)."""
@@ -179,34 +136,6 @@ def check_stats_path(value: str, option: str = "--stats-json", example: str = "s
         raise OutputError(f"{option} {value} cannot be written ({exc.strerror}); choose another path") from None
     if not existed:
         path.unlink(missing_ok=True)
-
-
-def quiet_native_logs(verbose: bool) -> None:
-    """Silence OpenCV's and FFmpeg's own log lines around our one-line messages, unless ``verbose``.
-
-    The environment is read when OpenCV first logs or opens an FFmpeg capture, so this runs
-    before any source opens; OpenCV's level is also set directly for an already imported cv2.
-    """
-    if verbose:
-        os.environ["OPENCV_LOG_LEVEL"] = "INFO"
-        os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "32"  # AV_LOG_INFO
-    else:
-        os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
-        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
-    cv2 = sys.modules.get("cv2")
-    if cv2 is not None:
-        # OpenCV 5 has cv2.utils.logging; OpenCV 4.x wheels have only cv2.setLogLevel (0 silent, 4 info).
-        logging = getattr(getattr(cv2, "utils", None), "logging", None)
-        if logging is not None:
-            logging.setLogLevel(logging.LOG_LEVEL_INFO if verbose else logging.LOG_LEVEL_SILENT)
-        elif hasattr(cv2, "setLogLevel"):
-            cv2.setLogLevel(4 if verbose else 0)
-    if verbose:  # PyAV keeps FFmpeg quiet unless asked
-        try:
-            import av.logging  # noqa: PLC0415
-        except ImportError:
-            return
-        av.logging.set_level(av.logging.WARNING)
 
 
 def persistence(text: str) -> tuple[int, int]:

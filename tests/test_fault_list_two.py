@@ -11,7 +11,7 @@ import pytest
 from conftest import FakeBackend, moving_disc_frames
 from polyp_live.core.config import PipelineConfig, RoiConfig, SourceConfig
 from polyp_live.realtime.live_source import CameraSource
-from polyp_live.realtime.options import quiet_native_logs
+from polyp_live.arguments import quiet_native_logs
 from polyp_live.realtime.pipeline import Pipeline
 from polyp_live.realtime.stats import LatencyHistogram, PipelineStats
 

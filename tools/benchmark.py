@@ -154,8 +154,8 @@ def check_args(p, args) -> None:
         check_output_file(p, option, value, (suffix,))
         if value:
             Path(value).parent.mkdir(parents=True, exist_ok=True)  # found missing only after the whole run
-    refuse_overwriting_inputs(p, {"--json": args.json, "--markdown": args.markdown, "--png": args.png},
-                              [args.source, *models])
+    refuse_overwriting_inputs({"--json": args.json, "--markdown": args.markdown, "--png": args.png},
+                              [args.source, *models], parser=p)
     default = args.source == p.get_default("source")
     if not Path(args.source).exists() and not (args.pipeline and default):  # --pipeline's default: the demo clip
         where = " (the default)" if default else ""

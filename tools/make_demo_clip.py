@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     if Path(args.out).exists() and not args.force:
         p.error(f"--out {args.out} exists (the default is the bundled demo clip); pass --force to replace it, or "
                 "choose another path")
-    refuse_overwriting_inputs(p, {"--out": args.out}, [args.data, args.negatives])
+    refuse_overwriting_inputs({"--out": args.out}, [args.data, args.negatives], parser=p)
     check_dataset(p, "--data", args.data, "polyps")
     if args.negative_images:
         check_dataset(p, "--negatives", args.negatives, "negatives")

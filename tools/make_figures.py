@@ -290,7 +290,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     source = getattr(args, "source", None)
     read = [demo_clip() if source == "demo" else source, getattr(args, "model", None) or bundled_model(),
             getattr(args, "data", None), getattr(args, "negatives", None), getattr(args, "log", None)]
-    refuse_overwriting_inputs(parser, {"--out": args.out}, read)
+    refuse_overwriting_inputs({"--out": args.out}, read, parser=parser)
     check_output_file(parser, "--out", args.out, (".png",))
     # Pillow writes every figure, matplotlib draws the curves: both come with the [train] extra.
     require_extra("make-figures", ("PIL", "matplotlib") if args.figure == "curves" else ("PIL",), f" {args.figure}")

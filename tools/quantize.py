@@ -65,9 +65,9 @@ def _checked_output(parser, args, model: Path) -> Path:
     if args.out and not args.force and (out.exists() or out.with_suffix(".json").exists()):
         parser.error(f"--out {out} (or its .json sidecar) exists; pass --force to replace it, or choose another path")
     # The sidecar is written beside --out: neither may land on anything this run reads.
-    refuse_overwriting_inputs(parser, {"--out": out, "--out's sidecar": out.with_suffix(".json"),
+    refuse_overwriting_inputs({"--out": out, "--out's sidecar": out.with_suffix(".json"),
                                        "--save-calib": args.save_calib},
-                              [model, ModelSpec.sidecar_path(model), args.calib])
+                              [model, ModelSpec.sidecar_path(model), args.calib], parser=parser)
     return out
 
 
