@@ -94,6 +94,19 @@ def count_decodable(path: Path) -> int:
         return 0
 
 
+def yuv420_frame(av, image: np.ndarray, buffer: np.ndarray | None) -> tuple[object, np.ndarray]:
+    """(``av.VideoFrame`` in yuv420p, the buffer to pass next time) of a BGR image with even sizes.
+
+    OpenCV's I420 conversion is several times faster than swscale's from bgr24; the buffer is reused
+    (``from_ndarray`` copies it into the encoder's frame), so no frame allocates one.
+    """
+    shape = (image.shape[0] * 3 // 2, image.shape[1])
+    if buffer is None or buffer.shape != shape:
+        buffer = np.empty(shape, np.uint8)
+    cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420, dst=buffer)
+    return av.VideoFrame.from_ndarray(buffer, format="yuv420p"), buffer
+
+
 def fit_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Scale ``image`` into ``size`` (w, h) keeping its aspect, black bars around (a size change mid-run)."""
     w, h = size
@@ -227,12 +240,7 @@ class VideoRecorder:
         if self._padded:
             image = cv2.copyMakeBorder(image, 0, self.stream.height - self.size[1], 0,
                                        self.stream.width - self.size[0], cv2.BORDER_CONSTANT)
-        # OpenCV's I420 conversion is several times faster than swscale's from bgr24; the buffer is
-        # reused (from_ndarray copies it into the encoder's frame).
-        if self._yuv is None:
-            self._yuv = np.empty((image.shape[0] * 3 // 2, image.shape[1]), np.uint8)
-        cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420, dst=self._yuv)
-        frame = self._av.VideoFrame.from_ndarray(self._yuv, format="yuv420p")
+        frame, self._yuv = yuv420_frame(self._av, image, self._yuv)
         pts = max(int(round(time_s / self.clock)), self._last_pts + 1)
         frame.pts, frame.time_base = pts, self.stream.codec_context.time_base
         self._last_pts = pts

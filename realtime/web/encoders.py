@@ -20,6 +20,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from polyp_live.realtime.recorder import yuv420_frame
 from polyp_live.realtime.view import LiveView, Picture
 
 IDLE_WAIT = 0.2          # seconds an encoder sleeps between checks while nobody watches
@@ -134,6 +135,7 @@ class H264Stream(PictureEncoder):
         self._ring: deque = deque(maxlen=RING)   # (number, av.Packet, keyframe)
         self._count = 0
         self._want_key = True
+        self._yuv: np.ndarray | None = None   # the I420 buffer, reused from picture to picture
 
     def request_keyframe(self) -> None:
         """The next picture is coded as a keyframe (a viewer joined or fell behind)."""
@@ -160,7 +162,7 @@ class H264Stream(PictureEncoder):
         if self._codec is None or (self._codec.width, self._codec.height) != (w, h):
             self._open(w, h)
             self._want_key = True
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:h, :w]), format="bgr24").reformat(format="yuv420p")
+        frame, self._yuv = yuv420_frame(av, np.ascontiguousarray(image[:h, :w]), self._yuv)
         self._t0 = picture.published if self._t0 is None else self._t0
         pts = max(self._last_pts + 1, int((picture.published - self._t0) * 90000))
         self._last_pts = frame.pts = pts
