@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
-         "--use-fake-ui-for-media-stream"]
+from polyp_live.tools.web_benchmark import CHROMIUM_FLAGS
+
 
 
 def chromium_path() -> str | None:
@@ -39,7 +38,7 @@ def chromium_page():
     skip_without_browser()
     from playwright.sync_api import sync_playwright
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), headless=True, args=FLAGS)
+        browser = pw.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS)
         try:
             context = browser.new_context()
             page = context.new_page()

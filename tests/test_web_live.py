@@ -117,7 +117,7 @@ def capture(page) -> tuple[int, np.ndarray]:
 def demo_counter_clip(tmp_path_factory) -> Path:
     """Demo frames 0-209 at 640x360 with their numbers: a polyp scene, a polyp-free one, a polyp again."""
     folder = tmp_path_factory.mktemp("counter-clip")
-    return counter_clip(str(DEMO_CLIP), folder / "demo-counter.avi", 210, size=(640, 360), band=COUNTER_BAND)
+    return counter_clip(str(DEMO_CLIP), folder / "demo-counter.mp4", 210, size=(640, 360), band=COUNTER_BAND)
 
 
 @pytest.fixture(scope="module")

@@ -27,26 +27,28 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from polyp_live.core.errors import InvalidValue
+from polyp_live.realtime.recorder import VideoRecorder
 from polyp_live.realtime.web.frame_counter import CELL, MARGIN, draw_counter
+from polyp_live.tools.benchmark import cpu_name, package_version, percentiles
 
 VIEWER_COUNTS = (0, 1, 4)
 
 
 def counter_clip(source: str, out: Path, count: int, size: tuple[int, int] | None = None, band: int = 0,
                  start: int = 0) -> Path:
-    """Frames ``start .. start+count-1`` of ``source`` (resized to ``size``), each with its number drawn.
+    """Frames ``start .. start+count-1`` of ``source`` (resized to ``size``), each with its number drawn,
+    recorded by polyp-live's own recorder (H.264, CRF 18: the 16-pixel cells survive it).
 
     ``band`` adds that many black rows under the picture so the number sits outside the endoscope
     image (the field-of-view detection then ignores it). The number drawn is the frame's index in
-    the new clip. ``.avi``: MJPEG at high quality; ``.mp4``: H.264 (CRF 18), like a recorded procedure.
+    the new clip.
     """
     capture = cv2.VideoCapture(source)
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
     capture.set(cv2.CAP_PROP_POS_FRAMES, start)
-    writer = None
+    recorder = None
     try:
         for index in range(count):
             ok, frame = capture.read()
@@ -57,56 +59,22 @@ def counter_clip(source: str, out: Path, count: int, size: tuple[int, int] | Non
             if band:
                 frame = cv2.copyMakeBorder(frame, 0, band, 0, 0, cv2.BORDER_CONSTANT, value=0)
             draw_counter(frame, index)
-            if writer is None:
-                writer = (H264Writer if out.suffix == ".mp4" else MjpegWriter)(out, fps, frame.shape)
-            writer.write(frame)
+            if recorder is None:
+                recorder = VideoRecorder(out, fps, (frame.shape[1], frame.shape[0]), crf=18)
+            recorder.submit(frame, index / fps)
     finally:
         capture.release()
-        if writer is not None:
-            writer.close()
+        if recorder is not None:
+            recorder.close()
     return out
 
 
-class MjpegWriter:
-    def __init__(self, path: Path, fps: float, shape: tuple[int, ...]):
-        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (shape[1], shape[0]))
-        self.writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 95)
-
-    def write(self, frame: np.ndarray) -> None:
-        self.writer.write(frame)
-
-    def close(self) -> None:
-        self.writer.release()
-
-
-class H264Writer:
-    def __init__(self, path: Path, fps: float, shape: tuple[int, ...]):
-        import av
-        from polyp_live.realtime.recorder import exact_fps
-        self.container = av.open(str(path), "w")
-        self.stream = self.container.add_stream("libx264", rate=exact_fps(fps), options={"preset": "veryfast", "crf": "18"})
-        self.stream.width, self.stream.height, self.stream.pix_fmt = shape[1], shape[0], "yuv420p"
-
-    def write(self, frame: np.ndarray) -> None:
-        import av
-        for packet in self.stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
-            self.container.mux(packet)
-
-    def close(self) -> None:
-        for packet in self.stream.encode(None):
-            self.container.mux(packet)
-        self.container.close()
-
-
-COUNTER_BAND = CELL + 2 * MARGIN   # rows under the picture that hold the counter and its margins
-
-
-def percentiles(values: list[float]) -> dict:
-    """count, p50, p95 and p99 of ``values`` (None when there are none)."""
-    if not values:
-        return {"count": 0, "p50": None, "p95": None, "p99": None}
-    p50, p95, p99 = np.percentile(values, [50, 95, 99])
-    return {"count": len(values), "p50": round(float(p50), 1), "p95": round(float(p95), 1), "p99": round(float(p99), 1)}
+COUNTER_BAND = CELL + 2 * MARGIN
+# Headless Chromium on a machine without a GPU or an internet connection (background networking
+# off: its connections would be refused many at a time); the tests' browser uses the same.
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
+                  "--use-fake-ui-for-media-stream"]   # rows under the picture that hold the counter and its margins
 
 
 def run_one(clip: Path, viewers: int, transport: str, folder: Path, chromium: str, browser_nice: int = 0) -> dict:
@@ -130,7 +98,7 @@ def run_one(clip: Path, viewers: int, transport: str, folder: Path, chromium: st
     summary = json.loads(stats.read_text())
     stages, counters = summary["stages_ms"], summary["counters"]
     return {"viewers": viewers, "transport": transport if viewers else "-",
-            "added_ms": percentiles([s["added_ms"] for s in samples]),
+            "added_ms": {"count": len(samples), **percentiles([s["added_ms"] for s in samples])},
             "frames_painted_per_viewer": round(len(samples) / viewers, 1) if viewers else None,
             "frames_in": counters["frames_in"], "output_fps": round(summary["output_fps"], 2),
             "dropped": counters["dropped"] + counters["record_dropped"],
@@ -161,12 +129,10 @@ def _watch(url: str, viewers: int, transport: str, process: subprocess.Popen, ch
     """
     import urllib.request
     from playwright.sync_api import sync_playwright
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
     samples: list[dict] = []
     with sync_playwright() as pw:
         launcher = folder_launcher(chromium, browser_nice)
-        browser = pw.chromium.launch(executable_path=launcher, headless=True, args=flags)
+        browser = pw.chromium.launch(executable_path=launcher, headless=True, args=CHROMIUM_FLAGS)
         try:
             for _ in range(viewers):
                 browser.new_context(viewport={"width": 1400, "height": 800}).new_page().goto(
@@ -248,7 +214,6 @@ def main(argv: list[str] | None = None) -> int:
                 row["browser_nice"] = args.browser_nice
                 print(json.dumps(row), flush=True)
                 rows.append(row)
-    from polyp_live.tools.benchmark import cpu_name, package_version
     machine = (f"{cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, aiortc "
                f"{package_version('aiortc')}, PyAV {package_version('av')}, Chromium {chromium_version(chromium)}")
     table = markdown(rows, machine)
