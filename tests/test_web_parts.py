@@ -111,3 +111,19 @@ def test_h264_stream_starts_viewers_on_a_keyframe_and_lets_a_late_one_skip_ahead
         stream.encode(picture)
     jumped, packet = stream.next_packet(1)
     assert packet.is_keyframe and jumped > 1 + MAX_BEHIND
+
+
+def test_the_files_page_on_a_port_in_use_is_a_one_line_usage_error():
+    import socket
+    import subprocess
+    import sys
+    pytest.importorskip("aiohttp", reason="needs the [web] extra")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "polyp_live.tools.web", "--port", str(port)],
+                              capture_output=True, text=True, timeout=60)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert f"--port 127.0.0.1:{port}: cannot listen there" in lines[0] and "another port" in lines[0]

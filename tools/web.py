@@ -86,18 +86,15 @@ def main(argv: list[str] | None = None) -> int:
 async def _serve(page, address) -> int:
     """Serve until SIGINT or SIGTERM; 0 on such a stop, 2 when the address cannot be bound."""
     from aiohttp import web
+    from polyp_live.core.errors import UsageError
+    from polyp_live.realtime.web.security import WebAddress, listen
     runner = web.AppRunner(page.app(), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, address.host, address.port, shutdown_timeout=1.0)
     try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        print(f"polyp-live web: error: --port {address.port}: cannot listen on {address.host} "
-              f"({exc.strerror or exc}); choose another port or address", file=sys.stderr, flush=True)
+        port = await listen(runner, address, "--port")
+    except UsageError as exc:
+        print(f"polyp-live web: error: {exc}", file=sys.stderr, flush=True)
         return 2
-    port = site._server.sockets[0].getsockname()[1]
-    from polyp_live.realtime.web.security import WebAddress
     url = WebAddress(address.host, port, address.token).url
     note = " (token generated for this run: share it only with the viewers)" if address.generated else ""
     print(f"files page: {url}{note}", file=sys.stderr, flush=True)

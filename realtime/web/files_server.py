@@ -25,7 +25,7 @@ from pathlib import Path
 from aiohttp import web
 
 from polyp_live.core.segmenter import Segmenter
-from polyp_live.realtime.web.security import middlewares, same_origin, static_response
+from polyp_live.realtime.web.security import add_page_routes, middlewares, same_origin
 from polyp_live.realtime.web.uploads import (CLIP_SUFFIXES, STILL_SUFFIXES, ClipJob, Limits, UploadError, new_job_folder,
                                              probe_clip, remove_job, run_clip, save_parts, segment_still)
 
@@ -49,9 +49,7 @@ class FilesPage:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=middlewares(self.token), client_max_size=1024 * 1024)
-        app.router.add_get("/", lambda r: static_response("files.html"))
-        app.router.add_get("/favicon.ico", lambda r: web.Response(status=204))
-        app.router.add_get("/static/{name}", lambda r: static_response(r.match_info["name"]))
+        add_page_routes(app, "files.html")
         app.router.add_post("/still", self._still)
         app.router.add_post("/clip", self._clip)
         app.router.add_get("/jobs/{id}", self._progress)

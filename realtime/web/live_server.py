@@ -30,7 +30,8 @@ import cv2
 from polyp_live.core.errors import UsageError
 from polyp_live.realtime.view import LiveView
 from polyp_live.realtime.web.encoders import H264Stream, JpegEncoder, yield_to_the_pipeline
-from polyp_live.realtime.web.security import WebAddress, middlewares, secure_headers, static_response, same_origin
+from polyp_live.realtime.web.security import (WebAddress, add_page_routes, listen, middlewares, same_origin,
+                                              secure_headers)
 from polyp_live.realtime.web.webrtc import WebRtcPeers, Wakeup
 
 PANEL_PERIOD = 0.25      # seconds between panel updates on the WebSocket
@@ -125,17 +126,12 @@ class WebView:
         self._wakeup = wakeup
         runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self.address.host, self.address.port, shutdown_timeout=0.5)
         try:
-            await site.start()
-        except OSError as exc:
-            self._start_error = UsageError(
-                f"--web {self.address.host}:{self.address.port}: cannot listen there ({exc.strerror or exc}); "
-                "choose another port or address")
+            self.port = await listen(runner, self.address, "--web")
+        except UsageError as exc:
+            self._start_error = exc
             self._ready.set()
-            await runner.cleanup()
             return
-        self.port = site._server.sockets[0].getsockname()[1]
         self.jpeg.start()
         self.h264.start()
         self._ready.set()
@@ -146,9 +142,7 @@ class WebView:
     def _app(self):
         from aiohttp import web
         app = web.Application(middlewares=middlewares(self.address.token), client_max_size=256 * 1024)
-        app.router.add_get("/", lambda r: static_response("live.html"))
-        app.router.add_get("/favicon.ico", lambda r: web.Response(status=204))
-        app.router.add_get("/static/{name}", lambda r: static_response(r.match_info["name"]))
+        add_page_routes(app, "live.html")
         app.router.add_get("/stream.mjpg", self._mjpeg)
         app.router.add_get("/snapshot.png", self._snapshot)
         app.router.add_get("/ws", self._websocket)

@@ -146,6 +146,32 @@ def static_response(name: str):
     return web.FileResponse(path)
 
 
+def add_page_routes(app, page: str) -> None:
+    """``/`` serves the packaged ``page``, ``/static/NAME`` its scripts and styles, ``/favicon.ico`` nothing."""
+    from aiohttp import web
+    app.router.add_get("/", lambda r: static_response(page))
+    app.router.add_get("/favicon.ico", lambda r: web.Response(status=204))
+    app.router.add_get("/static/{name}", lambda r: static_response(r.match_info["name"]))
+
+
+async def listen(runner, address: WebAddress, option: str) -> int:
+    """Start serving ``runner`` (set up) at ``address``; the port bound (``address.port`` 0: any free one).
+
+    Raises:
+        UsageError: the address cannot be bound (in use, not this machine's, not allowed); the runner
+            is cleaned up.
+    """
+    from aiohttp import web
+    site = web.TCPSite(runner, address.host, address.port, shutdown_timeout=0.5)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise UsageError(f"{option} {address.host}:{address.port}: cannot listen there ({exc.strerror or exc}); "
+                         "choose another port or address") from None
+    return site._server.sockets[0].getsockname()[1]
+
+
 def require_aiohttp(what: str = "--web") -> None:
     """Raise a one-line UsageError naming the extra when aiohttp is not installed."""
     try:
