@@ -22,10 +22,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from polyp_live.core.errors import PolypLiveError
 from polyp_live.core.config import RenderConfig
 from polyp_live.realtime.render import overlay
 from polyp_live.core.segmenter import Segmenter
+from polyp_live.core.errors import PolypLiveError, SourceError
+from polyp_live.realtime.video_file import VideoFileSource
 from polyp_live.core.readers import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, VIDEO_SUFFIXES, read_whole_image
 from polyp_live.core.metrics import image_metrics
 
@@ -133,16 +134,23 @@ def segment_still(segmenter: Segmenter, image_path: Path, truth_path: Path | Non
 
 
 def probe_clip(path: Path, limits: Limits) -> tuple[int, float]:
-    """(frames, fps) of an uploaded clip, refused when it cannot be read or lasts too long."""
-    capture = cv2.VideoCapture(str(path))
+    """(frames, fps) of an uploaded clip, opened with the product's own video reader (what the run will
+    read); refused when it cannot be read or lasts too long."""
+    source = VideoFileSource(str(path))
     try:
-        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
-        fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
-        readable = capture.isOpened() and capture.read()[0]
+        source.open()
+        if source.read() is None:
+            raise SourceError("no frame")
+        frames = source.frame_count
+        # No count in the header: read on, but never past the longest clip allowed.
+        while not frames and source.last_index < limits.max_clip_seconds * source.fps and source.read() is not None:
+            pass
+        frames = frames or source.last_index + 1
+        fps = source.fps
+    except SourceError:
+        raise UploadError("the clip cannot be read as a video (MP4, MKV or AVI); send another file", 422) from None
     finally:
-        capture.release()
-    if not readable or frames <= 0:
-        raise UploadError("the clip cannot be read as a video (MP4, MKV or AVI); send another file", 422)
+        source.close()
     if frames / fps > limits.max_clip_seconds:
         raise UploadError(f"the clip lasts {frames / fps:.0f} s, longer than the {limits.max_clip_seconds:g} s "
                           "allowed; cut it shorter", 413)
