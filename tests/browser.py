@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,3 +60,46 @@ def keep_screenshot(page, name: str) -> None:
     folder = os.environ.get("POLYP_LIVE_SCREENSHOTS")
     if folder:
         page.screenshot(path=str(Path(folder) / name))
+
+
+class Served:
+    """One process of ours that serves a page (``polyp-live --web`` or ``polyp-live web``); its stderr
+    goes to a file, read for the line that gives the address."""
+
+    def __init__(self, module: str, args: list[str], folder: Path, line: str = "web view"):
+        self.log = folder / "stderr.txt"
+        self._line = re.compile(re.escape(line) + r": (http://\S+)")
+        self._log_file = open(self.log, "w")
+        self.process = subprocess.Popen([sys.executable, "-m", module, *args],
+                                        stdout=subprocess.DEVNULL, stderr=self._log_file)
+        self.url = self._wait_for_url()
+        self.base = self.url.split("/?")[0].rstrip("/").replace("HOST", "127.0.0.1")
+
+    def _wait_for_url(self, timeout: float = 90.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self._line.search(self.log.read_text())
+            if found:
+                return found.group(1)
+            if self.process.poll() is not None:
+                pytest.fail(f"polyp-live ended before serving (exit {self.process.returncode}): "
+                            f"{self.log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        self.stop()
+        pytest.fail(f"no '{self._line.pattern}' line in {timeout:g} s: {self.log.read_text()[-2000:]}")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGINT (what Ctrl-C sends) and wait: the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                pytest.fail(f"polyp-live did not stop in {timeout:g} s after SIGINT")
+        self._log_file.close()
+        return self.process.returncode
+
+    def stderr(self) -> str:
+        return self.log.read_text()

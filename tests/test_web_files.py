@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import re
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from browser import chromium_page, keep_screenshot
+from browser import Served, chromium_page, keep_screenshot
 from conftest import decode, write_video
 from polyp_live.realtime.cli import DEMO_CLIP
 from polyp_live.core.metrics import image_metrics
@@ -28,28 +26,17 @@ pytest.importorskip("aiohttp", reason="needs the [web] extra (pip install 'polyp
 pytestmark = pytest.mark.browser
 
 TOKEN = "files-token-0815"
-URL_LINE = re.compile(r"files page: (http://\S+)")
 
 
 @pytest.fixture(scope="module")
 def files_page(tmp_path_factory):
     """``polyp-live web`` on a free port with a token, a 4 MB upload limit and clips of at most 3 s."""
-    log = tmp_path_factory.mktemp("files-page") / "stderr.txt"
-    with open(log, "w") as err:
-        process = subprocess.Popen([sys.executable, "-m", "polyp_live.tools.web", "--port", "0", "--token", TOKEN,
-                                    "--max-upload-mb", "4", "--max-clip-seconds", "3"],
-                                   stdout=subprocess.DEVNULL, stderr=err)
-        deadline = time.monotonic() + 60
-        while not (found := URL_LINE.search(log.read_text())):
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"polyp-live web did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
-        url = found.group(1)
-        yield url, url.split("/?")[0]
-        process.send_signal(signal.SIGINT)
-        assert process.wait(20) == 0, log.read_text()[-2000:]
-    assert "files page stopped" in log.read_text()
+    run = Served("polyp_live.tools.web", ["--port", "0", "--token", TOKEN, "--max-upload-mb", "4",
+                                          "--max-clip-seconds", "3"], tmp_path_factory.mktemp("files-page"),
+                 line="files page")
+    yield run.url, run.base
+    assert run.stop() == 0, run.stderr()[-2000:]
+    assert "files page stopped" in run.stderr()
 
 
 @pytest.fixture(scope="module")

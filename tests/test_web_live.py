@@ -7,8 +7,6 @@ say which frame it shows and the tests can compare what it paints with what the 
 from __future__ import annotations
 
 import base64
-import re
-import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import decode, make_brightness_model, write_video
-from browser import chromium_page, keep_screenshot
+from browser import Served, chromium_page, keep_screenshot
 from polyp_live.realtime.cli import DEMO_CLIP
 from polyp_live.realtime.web.frame_counter import read_counter
 from polyp_live.tools.web_benchmark import COUNTER_BAND, counter_clip
@@ -33,48 +31,7 @@ pytest.importorskip("aiortc", reason="needs the [web] extra (pip install 'polyp-
 pytestmark = pytest.mark.browser
 
 TOKEN = "test-token-4711"
-URL_LINE = re.compile(r"web view: (http://\S+)")
-
-
-class Run:
-    """One ``polyp-live`` process with ``--web``; its stderr goes to a file read for the URL."""
-
-    def __init__(self, args: list[str], folder: Path):
-        self.log = folder / "stderr.txt"
-        self._log_file = open(self.log, "w")
-        self.process = subprocess.Popen([sys.executable, "-m", "polyp_live.realtime.cli", *args],
-                                        stdout=subprocess.DEVNULL, stderr=self._log_file)
-        self.url = self._wait_for_url()
-        self.base = self.url.split("/?")[0].rstrip("/").replace("HOST", "127.0.0.1")
-
-    def _wait_for_url(self, timeout: float = 90.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = URL_LINE.search(self.log.read_text())
-            if found:
-                return found.group(1)
-            if self.process.poll() is not None:
-                pytest.fail(f"polyp-live ended before serving (exit {self.process.returncode}): "
-                            f"{self.log.read_text()[-2000:]}")
-            time.sleep(0.1)
-        self.stop()
-        pytest.fail(f"no 'web view:' line in {timeout:g} s: {self.log.read_text()[-2000:]}")
-
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGINT (what Ctrl-C sends) and wait: the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                pytest.fail(f"polyp-live did not stop in {timeout:g} s after SIGINT")
-        self._log_file.close()
-        return self.process.returncode
-
-    def stderr(self) -> str:
-        return self.log.read_text()
+LIVE = "polyp_live.realtime.cli"   # the module polyp-live runs
 
 
 def get(url: str, headers: dict | None = None, timeout: float = 10.0):
@@ -130,7 +87,7 @@ def source_frames(demo_counter_clip) -> list[np.ndarray]:
 def looping(demo_counter_clip, tmp_path_factory):
     """The counter clip looping in --realtime with the bundled model, served with an access token."""
     folder = tmp_path_factory.mktemp("looping")
-    run = Run(["--source", str(demo_counter_clip), "--realtime", "--loop", "--headless", "--quiet",
+    run = Served(LIVE, ["--source", str(demo_counter_clip), "--realtime", "--loop", "--headless", "--quiet",
                "--web", "127.0.0.1:0", "--web-token", TOKEN], folder)
     yield run
     run.stop()
@@ -148,7 +105,7 @@ def differing_fraction(picture: np.ndarray, source: np.ndarray) -> float:
 
 def test_webrtc_video_plays_the_frames_the_pipeline_recorded(demo_counter_clip, tmp_path):
     recording = tmp_path / "out.mp4"
-    run = Run(["--source", str(demo_counter_clip), "--realtime", "--record", str(recording), "--headless",
+    run = Served(LIVE, ["--source", str(demo_counter_clip), "--realtime", "--record", str(recording), "--headless",
                "--quiet", "--web", "127.0.0.1:0"], tmp_path)
     shots = []
     try:
@@ -266,7 +223,7 @@ def test_every_answer_carries_the_content_security_policy(looping):
 def test_any_other_address_gets_a_generated_token(tmp_path):
     model = make_brightness_model(tmp_path / "bright.onnx")
     clip = write_video(tmp_path / "clip.mp4", count=60)
-    run = Run(["--source", str(clip), "--model", str(model), "--realtime", "--loop", "--headless", "--quiet",
+    run = Served(LIVE, ["--source", str(clip), "--model", str(model), "--realtime", "--loop", "--headless", "--quiet",
                "--web", "0.0.0.0:0"], tmp_path)
     try:
         assert "token generated for this run" in run.stderr()
@@ -284,7 +241,7 @@ def test_a_viewer_that_reads_nothing_does_not_stall_a_file_run(tmp_path):
     model = make_brightness_model(tmp_path / "bright.onnx")
     clip = write_video(tmp_path / "noise.avi", count=150, size=(1280, 720))  # textured: large JPEGs
     recording = tmp_path / "out.mp4"
-    run = Run(["--source", str(clip), "--model", str(model), "--record", str(recording), "--headless", "--quiet",
+    run = Served(LIVE, ["--source", str(clip), "--model", str(model), "--record", str(recording), "--headless", "--quiet",
                "--web", "127.0.0.1:0"], tmp_path)
     port = int(run.base.rsplit(":", 1)[1])
     stuck = socket.create_connection(("127.0.0.1", port), timeout=5)
