@@ -56,7 +56,6 @@ class LiveView:
         self._stop = stop or threading.Event()
         self._lock = threading.Lock()
         self._published = threading.Condition(self._lock)
-        self._frame: np.ndarray | None = None
         self._picture: Picture | None = None
         self._seq = 0
         self._history: deque = deque(maxlen=900)  # (frame index, wall time): when each recent frame was shown
@@ -69,7 +68,6 @@ class LiveView:
     def publish(self, image: np.ndarray, polyp: bool = False, appearance: str = "", frame_index: int = -1) -> None:
         """Offer the newest rendered picture (the view keeps only the newest) and wake who waits for it."""
         with self._lock:
-            self._frame = image
             self._seq += 1
             self._picture = Picture(self._seq, image, time.perf_counter(), time.time(), polyp, appearance,
                                     frame_index)
@@ -86,7 +84,7 @@ class LiveView:
     def newest(self) -> tuple[int, np.ndarray | None]:
         """(sequence number, picture): the number changes whenever a new picture was published."""
         with self._lock:
-            return self._seq, self._frame
+            return self._seq, (self._picture.image if self._picture is not None else None)
 
     def picture(self) -> Picture | None:
         """The newest picture with its indicator state (None before the first)."""

@@ -87,7 +87,7 @@ def run_one(clip: Path, viewers: int, transport: str, folder: Path, chromium: st
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
         try:
             url = _served_url(log, process)
-            samples = _watch(url, viewers, transport, process, chromium, browser_nice) if viewers else []
+            samples = _watch(url, viewers, transport, process, chromium, browser_nice, folder) if viewers else []
             process.wait(120)
         finally:
             if process.poll() is None:
@@ -121,7 +121,7 @@ def _served_url(log: Path, process: subprocess.Popen, timeout: float = 60.0) -> 
 
 
 def _watch(url: str, viewers: int, transport: str, process: subprocess.Popen, chromium: str,
-           browser_nice: int = 0) -> list[dict]:
+           browser_nice: int, folder: Path) -> list[dict]:
     """Open ``viewers`` pages measuring paints until the run ends; the server's last /glass.json samples.
 
     ``browser_nice`` > 0 starts Chromium (all its processes) at that lower priority: a stand-in for a
@@ -131,7 +131,7 @@ def _watch(url: str, viewers: int, transport: str, process: subprocess.Popen, ch
     from playwright.sync_api import sync_playwright
     samples: list[dict] = []
     with sync_playwright() as pw:
-        launcher = folder_launcher(chromium, browser_nice)
+        launcher = folder_launcher(chromium, browser_nice, folder)
         browser = pw.chromium.launch(executable_path=launcher, headless=True, args=CHROMIUM_FLAGS)
         try:
             for _ in range(viewers):
@@ -149,11 +149,11 @@ def _watch(url: str, viewers: int, transport: str, process: subprocess.Popen, ch
     return [s for s in samples if s["transport"] == transport]
 
 
-def folder_launcher(chromium: str, nice: int) -> str:
+def folder_launcher(chromium: str, nice: int, folder: Path) -> str:
     """``chromium`` itself, or a script that starts it under ``nice -n NICE`` (and its autogroup too)."""
     if nice <= 0:
         return chromium
-    script = Path(tempfile.mkdtemp(prefix="polyp-live-nice-")) / "chromium"
+    script = folder / "chromium-nice"
     # Playwright starts the browser in a session of its own, whose autogroup the kernel schedules as a
     # peer of polyp-live's whatever the nice value inside it: lower the autogroup's priority as well.
     script.write_text(f'#!/bin/sh\necho {int(nice)} > /proc/self/autogroup 2>/dev/null\n'
