@@ -379,7 +379,9 @@ def _start_web(address, pipeline, console):
     from rich.markup import escape
 
     from polyp_live.realtime.web.live_server import WebView, live_panel
-    web = WebView(address, pipeline.view, live_panel(pipeline), pipeline.source.fps)
+    output = pipeline.config.output
+    web = WebView(address, pipeline.view, live_panel(pipeline), pipeline.source.fps,
+                  share_recording=bool(output.record) and output.record_codec == "libx264")
     web.start()
     note = " (token generated for this run: share it only with the viewers)" if address.generated else ""
     console.print(f"web view: {escape(web.url)}{note}", highlight=False, soft_wrap=True)

@@ -160,12 +160,7 @@ class OutputStage:
         t_render = time.perf_counter()
         if cfg.output.record:
             if self.recorder is None:
-                out = cfg.output
-                self.recorder = VideoRecorder(out.record, self.fps, (canvas.shape[1], canvas.shape[0]),
-                                              out.record_codec, out.record_preset, out.record_crf, out.record_gop_s,
-                                              out.record_queue, cfg.performance.encoder_threads,
-                                              on_encoded=lambda s: self.stats.record("encode", s),
-                                              clock=Fraction(1, 90000) if self.view.live_source else None)
+                self.recorder = self._open_recorder(canvas.shape[1], canvas.shape[0])
             if not self.recorder.submit(canvas, self._timestamp(frame), block=not self.live):
                 self.stats.count("record_dropped")
         if not self.live and annotation is not None:
@@ -182,6 +177,15 @@ class OutputStage:
             self.stats.count("polyp_frames")
         if cfg.display or cfg.web:
             self.view.publish(canvas, present, self.appearance() if present else "", frame.source_index)
+
+    def _open_recorder(self, width: int, height: int) -> VideoRecorder:
+        """The recording, opened at the first rendered frame's size; a web view that watches shares its packets."""
+        out, cfg = self.config.output, self.config
+        return VideoRecorder(out.record, self.fps, (width, height), out.record_codec, out.record_preset,
+                             out.record_crf, out.record_gop_s, out.record_queue, cfg.performance.encoder_threads,
+                             on_encoded=lambda s: self.stats.record("encode", s),
+                             clock=Fraction(1, 90000) if self.view.live_source else None,
+                             packet_sink=self.view.recording_tap)
 
     def _annotation_delay_ms(self, t: float, drawn: Annotation | None) -> float | None:
         """The HUD's annotation delay: a rolling mean like its video delay (this frame's own until

@@ -135,11 +135,15 @@ class VideoRecorder:
         on_encoded: called (in the encoder thread) with each frame's encoding seconds.
         clock: timestamp unit; by default one frame period of ``fps`` (exact for files). Live feeds
             pass a fine clock (1/90000 s) so irregular or faster-than-announced frames keep their times.
+        packet_sink: also hands every encoded packet to this (the web view's WebRTC stream, so that
+            one encoder serves the file and every viewer): ``wants_keyframe()`` is asked before each
+            frame and ``put(annex_b_bytes, keyframe, seconds)`` gets each packet, in the encoder
+            thread. The stream is then Constrained Baseline, the H.264 every browser decodes.
     """
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int], codec: str = "libx264",
                  preset: str = "superfast", crf: int = 23, gop_s: float = 1.0, queue_size: int = 32, threads: int = 1,
-                 on_encoded=None, clock: Fraction | None = None):
+                 on_encoded=None, clock: Fraction | None = None, packet_sink=None):
         import av  # PyAV bundles FFmpeg with libx264
 
         self.path = check_record_path(path)
@@ -152,6 +156,7 @@ class VideoRecorder:
         self.error: OutputError | None = None
         self.cpu_s = 0.0
         self.on_encoded = on_encoded
+        self.packet_sink = packet_sink
         width, height = size[0] + size[0] % 2, size[1] + size[1] % 2
         fmt = CONTAINERS[self.path.suffix.lower()]
         options = {"flush_packets": "1"}
@@ -159,11 +164,13 @@ class VideoRecorder:
             options["movflags"] = "frag_keyframe+empty_moov+default_base_moof"
         else:  # Matroska: close a cluster at every keyframe, the unit a killed process can lose
             options["cluster_time_limit"] = str(int(gop_s * 1000))
+        encoder = {"preset": preset, "crf": str(crf), "tune": "zerolatency",
+                   "g": str(max(1, round(gop_s * self.fps))), "bf": "0"}
+        if packet_sink is not None:
+            encoder["profile"] = "baseline"
         try:
             self.container = av.open(str(self.tmp), "w", format=fmt, options=options)
-            self.stream = self.container.add_stream(codec, rate=self.rate, options={
-                "preset": preset, "crf": str(crf), "tune": "zerolatency",
-                "g": str(max(1, round(gop_s * self.fps))), "bf": "0"})
+            self.stream = self.container.add_stream(codec, rate=self.rate, options=encoder)
         except (av.error.FFmpegError, ValueError, OSError) as exc:
             self.tmp.unlink(missing_ok=True)
             raise OutputError(f"cannot open a {codec} writer for {self.path} ({exc}); check the folder and codec") from None
@@ -244,13 +251,25 @@ class VideoRecorder:
         pts = max(int(round(time_s / self.clock)), self._last_pts + 1)
         frame.pts, frame.time_base = pts, self.stream.codec_context.time_base
         self._last_pts = pts
+        if self.packet_sink is not None and self.packet_sink.wants_keyframe():
+            frame.pict_type = self._av.video.frame.PictureType.I
         self._mux(self.stream.encode(frame))
 
     def _mux(self, packets) -> None:
         for packet in packets:
+            if self.packet_sink is not None:
+                self._share(packet)
             self.container.mux(packet)
             self.frames += 1
         self._safe_size = os.stat(self.tmp).st_size
+
+    def _share(self, packet) -> None:
+        """Hand a copy of ``packet`` to the sink, as WebRTC needs it: Annex B, with the sequence and
+        picture parameter sets (which MP4 keeps out of band, in the codec's extradata) before each keyframe."""
+        data = bytes(packet)
+        if packet.is_keyframe:
+            data = bytes(self.stream.codec_context.extradata or b"") + data
+        self.packet_sink.put(data, bool(packet.is_keyframe), float(packet.pts * packet.time_base))
 
     def _fail(self, exc: BaseException) -> None:
         reason = getattr(exc, "errno", None)

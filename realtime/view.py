@@ -62,6 +62,9 @@ class LiveView:
         self._signal = ""
         self._message = ""
         self._message_until = 0.0
+        # Set by a web view that sends the recording's own H.264 packets to its WebRTC viewers, before
+        # the first frame; the recorder hands its packets to it (realtime/web/encoders.RecordingTap).
+        self.recording_tap = None
 
     # ---- written by the pipeline ---------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -59,7 +60,7 @@ def wait_for(page, script: str, timeout_s: float = 20.0):
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"not true after {timeout_s:g} s: {script}")
+            pytest.fail(f"not true after {timeout_s:g} s: {script} " + str(page.evaluate("JSON.stringify(window.polypLive)")))
         page.wait_for_timeout(100)
 
 
@@ -103,7 +104,7 @@ def differing_fraction(picture: np.ndarray, source: np.ndarray) -> float:
 
 # ---- WebRTC: the video plays and shows exactly what the pipeline sent ----------------------------------
 
-def test_webrtc_video_plays_the_frames_the_pipeline_recorded(demo_counter_clip, tmp_path):
+def test_webrtc_video_plays_the_frames_the_pipeline_recorded_from_the_recorders_encoder(demo_counter_clip, tmp_path):
     recording = tmp_path / "out.mp4"
     run = Served(LIVE, ["--source", str(demo_counter_clip), "--realtime", "--record", str(recording), "--headless",
                "--quiet", "--web", "127.0.0.1:0"], tmp_path)
@@ -123,6 +124,9 @@ def test_webrtc_video_plays_the_frames_the_pipeline_recorded(demo_counter_clip, 
         code = run.process.wait(60)  # the clip ends, so does the run
     assert code == 0, run.stderr()[-2000:]
     assert later_time > first_time + 1.0
+    # One encoder for the file and the browser: the recorder's own stream, in the profile WebRTC takes.
+    with av.open(str(recording)) as container:
+        assert container.streams.video[0].codec_context.profile == "Constrained Baseline"
     numbers = [n for n, _ in shots]
     assert numbers == sorted(numbers) and len(set(numbers)) >= 3, numbers   # the video moves on
     recorded, _, _ = decode(recording)

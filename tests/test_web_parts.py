@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -111,6 +112,39 @@ def test_h264_stream_starts_viewers_on_a_keyframe_and_lets_a_late_one_skip_ahead
         stream.encode(picture)
     jumped, packet = stream.next_packet(1)
     assert packet.is_keyframe and jumped > 1 + MAX_BEHIND
+
+
+def test_a_recording_run_sends_its_recorders_packets_to_webrtc_viewers(tmp_path):
+    """One encoder for the file and the browsers: a viewer that joins mid-run gets a keyframe at once
+    and then every recorded frame, and the file is whole."""
+    av = pytest.importorskip("av")
+    from polyp_live.realtime.recorder import VideoRecorder, count_decodable
+    from polyp_live.realtime.web.encoders import RecordingTap
+    tap = RecordingTap()
+    recorder = VideoRecorder(tmp_path / "out.mp4", 10.0, (320, 240), gop_s=100.0, packet_sink=tap)
+    view = LiveView()
+    decoder = av.CodecContext.create("h264", "r")
+    shown, position = [], None
+    background = np.random.default_rng(2).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    for i in range(30):   # one scene: the encoder makes no keyframe of its own after the first
+        view.publish(draw_counter(background.copy(), i), frame_index=i)
+        picture = view.picture()
+        if i == 5:
+            tap.add_viewer()                        # joins: the track asks for a keyframe
+            tap.request_keyframe()
+        recorder.submit(picture.image, i / 10)
+        deadline = time.monotonic() + 10
+        while recorder.frames <= i and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if i < 5:
+            assert tap.next_packet(None) is None    # nobody watches yet: nothing is kept
+        while (step := tap.next_packet(position)) is not None:
+            position, packet = step
+            shown += [read_counter(f.to_ndarray(format="bgr24")) for f in decoder.decode(packet)]
+    recorder.close()
+    shown += [read_counter(f.to_ndarray(format="bgr24")) for f in decoder.decode(None)]
+    assert recorder.error is None and count_decodable(recorder.path) == 30
+    assert shown == list(range(5, 30)), shown
 
 
 def test_the_files_page_on_a_port_in_use_is_a_one_line_usage_error():

@@ -16,6 +16,7 @@ Run it on an otherwise idle machine: the figures in ``docs/PERFORMANCE.md`` come
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -83,11 +84,13 @@ def run_one(clip: Path, viewers: int, transport: str, folder: Path, chromium: st
     log = folder / f"stderr-{viewers}-{transport}.txt"
     command = [sys.executable, "-m", "polyp_live.realtime.cli", "--source", str(clip), "--realtime", "--headless",
                "--quiet", "--record", str(folder / "out.mp4"), "--stats-json", str(stats), "--web", "127.0.0.1:0"]
-    with open(log, "w") as err:
+    # The browser starts before polyp-live does: a niced Chromium on a busy machine can take longer to
+    # start than the clip lasts, and its start-up is not what is measured.
+    with open(log, "w") as err, _browser(viewers, chromium, browser_nice, folder) as browser:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
         try:
             url = _served_url(log, process)
-            samples = _watch(url, viewers, transport, process, chromium, browser_nice, folder) if viewers else []
+            samples = _watch(url, viewers, transport, process, browser) if viewers else []
             process.wait(120)
         finally:
             if process.poll() is None:
@@ -120,32 +123,41 @@ def _served_url(log: Path, process: subprocess.Popen, timeout: float = 60.0) -> 
     raise RuntimeError(f"polyp-live did not serve: {log.read_text()[-1000:]}")
 
 
-def _watch(url: str, viewers: int, transport: str, process: subprocess.Popen, chromium: str,
-           browser_nice: int, folder: Path) -> list[dict]:
-    """Open ``viewers`` pages measuring paints until the run ends; the server's last /glass.json samples.
+@contextlib.contextmanager
+def _browser(viewers: int, chromium: str, browser_nice: int, folder: Path):
+    """A headless Chromium for ``viewers`` pages (None for none), closed at the end.
 
-    ``browser_nice`` > 0 starts Chromium (all its processes) at that lower priority: a stand-in for a
-    viewer on another device, whose decoding and painting cost the pipeline's machine nothing.
+    ``browser_nice`` > 0 starts it (all its processes) at that lower priority: a stand-in for a viewer
+    on another device, whose decoding and painting cost the pipeline's machine nothing.
     """
-    import urllib.request
+    if not viewers:
+        yield None
+        return
     from playwright.sync_api import sync_playwright
-    samples: list[dict] = []
     with sync_playwright() as pw:
-        launcher = folder_launcher(chromium, browser_nice, folder)
-        browser = pw.chromium.launch(executable_path=launcher, headless=True, args=CHROMIUM_FLAGS)
+        browser = pw.chromium.launch(executable_path=folder_launcher(chromium, browser_nice, folder),
+                                     headless=True, args=CHROMIUM_FLAGS)
         try:
-            for _ in range(viewers):
-                browser.new_context(viewport={"width": 1400, "height": 800}).new_page().goto(
-                    f"{url}?mode={transport}&measure=1")
-            while process.poll() is None:
-                try:
-                    with urllib.request.urlopen(url.rstrip("/") + "/glass.json", timeout=2) as answer:
-                        samples = json.loads(answer.read())["samples"]
-                except OSError:
-                    pass   # the run just ended and took the server with it: keep the last answer
-                time.sleep(1.0)
+            yield browser
         finally:
             browser.close()
+
+
+def _watch(url: str, viewers: int, transport: str, process: subprocess.Popen, browser) -> list[dict]:
+    """Open ``viewers`` pages measuring paints until the run ends; the server's last /glass.json samples."""
+    import urllib.request
+    samples: list[dict] = []
+    for _ in range(viewers):
+        # Not waiting for each page to load: four starved pages opened one after another can outlast the clip.
+        browser.new_context(viewport={"width": 1400, "height": 800}).new_page().goto(
+            f"{url}?mode={transport}&measure=1", wait_until="commit")
+    while process.poll() is None:
+        try:
+            with urllib.request.urlopen(url.rstrip("/") + "/glass.json", timeout=2) as answer:
+                samples = json.loads(answer.read())["samples"]
+        except OSError:
+            pass   # the run just ended and took the server with it: keep the last answer
+        time.sleep(1.0)
     return [s for s in samples if s["transport"] == transport]
 
 

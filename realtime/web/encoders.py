@@ -6,7 +6,8 @@ pipeline published to its :class:`~polyp_live.realtime.view.LiveView`; the pipel
 it, and it never waits for a viewer. However many viewers there are, each picture is encoded once.
 An MJPEG viewer that falls behind takes the newest JPEG when it is ready again. An H.264 stream cannot
 skip a picture (the next ones are coded against it), so a WebRTC viewer that falls behind jumps to
-the newest keyframe (one per second, and one at once for a new viewer).
+the newest keyframe (one per second, and one at once for a new viewer). A run that records sends its
+recorder's H.264 packets instead (:class:`RecordingTap`): one encoder for the file and every viewer.
 """
 
 from __future__ import annotations
@@ -118,28 +119,72 @@ class JpegEncoder(PictureEncoder):
             return self._newest
 
 
-class H264Stream(PictureEncoder):
-    """One libx264 stream (baseline, zero latency, a keyframe a second) shared by every WebRTC viewer.
+class PacketRing:
+    """The H.264 packets every WebRTC viewer reads, each from its own position, and the keyframe requests.
 
-    Packets go into a ring; each viewer reads it with its own position through :meth:`next_packet`.
+    A new viewer starts at the newest keyframe and asks for one at once; a viewer that is behind skips
+    ahead to a newer keyframe (:meth:`next_packet`).
+    """
+
+    def __init__(self):
+        self._ring_lock = threading.Lock()
+        self._ring: deque = deque(maxlen=RING)   # (number, av.Packet, keyframe)
+        self._count = 0
+        self._want_key = True
+
+    def request_keyframe(self) -> None:
+        """The next picture is coded as a keyframe (a viewer joined or fell behind)."""
+        self._want_key = True
+
+    def _take_keyframe_request(self) -> bool:
+        wanted, self._want_key = self._want_key, False
+        return wanted
+
+    def _keep(self, packet, keyframe: bool) -> None:
+        with self._ring_lock:
+            self._count += 1
+            self._ring.append((self._count, packet, keyframe))
+
+    def next_packet(self, position: int | None) -> tuple[int, object] | None:
+        """The packet a viewer at ``position`` (its last packet's number; None: not started) sends next.
+
+        A new viewer starts at the newest keyframe; a viewer more than :data:`MAX_BEHIND` packets
+        behind jumps to a newer keyframe when there is one, and one is asked for when the packet it
+        needs has left the ring. Returns (number, packet), or None when there is nothing to send yet.
+        """
+        with self._ring_lock:
+            ring = list(self._ring)
+        if not ring:
+            return None
+        newest = ring[-1][0]
+        keys = [(n, p) for n, p, key in ring if key and (position is None or n > position)]
+        if position is None or newest - position > MAX_BEHIND or position + 1 < ring[0][0]:
+            if keys:
+                return keys[-1]
+            self.request_keyframe()
+            if position is None or position + 1 < ring[0][0]:
+                return None
+        if position + 1 > newest:
+            return None
+        n, packet, _ = ring[position + 1 - ring[0][0]]
+        return n, packet
+
+
+class H264Stream(PacketRing, PictureEncoder):
+    """One libx264 stream of its own (baseline, zero latency, a keyframe a second) shared by every
+    WebRTC viewer, for runs that do not record: a recording run shares its recorder's (:class:`RecordingTap`).
     """
 
     name = "h264"
 
     def __init__(self, view: LiveView, fps: float, on_new: Callable[[], None] = lambda: None):
-        super().__init__(view, on_new)
+        PacketRing.__init__(self)
+        PictureEncoder.__init__(self, view, on_new)
         self.fps = fps if fps and fps > 0 else 30.0
         self._codec = None
         self._t0: float | None = None
         self._last_pts = -1
-        self._ring: deque = deque(maxlen=RING)   # (number, av.Packet, keyframe)
-        self._count = 0
-        self._want_key = True
         self._yuv: np.ndarray | None = None   # the I420 buffer, reused from picture to picture
-
-    def request_keyframe(self) -> None:
-        """The next picture is coded as a keyframe (a viewer joined or fell behind)."""
-        self._want_key = True
 
     def _open(self, width: int, height: int) -> None:
         import av
@@ -167,34 +212,57 @@ class H264Stream(PictureEncoder):
         pts = max(self._last_pts + 1, int((picture.published - self._t0) * 90000))
         self._last_pts = frame.pts = pts
         frame.time_base = Fraction(1, 90000)
-        if self._want_key:
+        if self._take_keyframe_request():
             frame.pict_type = av.video.frame.PictureType.I
-            self._want_key = False
         for packet in self._codec.encode(frame):
-            with self._lock:
-                self._count += 1
-                self._ring.append((self._count, packet, bool(packet.is_keyframe)))
+            self._keep(packet, bool(packet.is_keyframe))
 
-    def next_packet(self, position: int | None) -> tuple[int, object] | None:
-        """The packet a viewer at ``position`` (its last packet's number; None: not started) sends next.
 
-        A new viewer starts at the newest keyframe; a viewer more than :data:`MAX_BEHIND` packets
-        behind jumps to a newer keyframe when there is one, and one is asked for when the packet it
-        needs has left the ring. Returns (number, packet), or None when there is nothing to send yet.
-        """
+class RecordingTap(PacketRing):
+    """The recorder's own packets, for every WebRTC viewer: a recording run encodes each picture once,
+    for the file and the browsers together (a second H.264 encoder beside the pipeline costs the model
+    about three frames a second on two cores; docs/PERFORMANCE.md).
+
+    The recorder (:class:`~polyp_live.realtime.recorder.VideoRecorder`, ``packet_sink``) calls
+    :meth:`wants_keyframe` before each frame and :meth:`put` with each packet, on its own thread; a
+    failure here is kept in :attr:`error` for the main thread and never stops the recording.
+    """
+
+    name = "recording"
+
+    def __init__(self, on_new: Callable[[], None] = lambda: None):
+        super().__init__()
+        self.on_new = on_new
+        self.viewers = 0
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def add_viewer(self, n: int = 1) -> None:
         with self._lock:
-            ring = list(self._ring)
-        if not ring:
-            return None
-        newest = ring[-1][0]
-        keys = [(n, p) for n, p, key in ring if key and (position is None or n > position)]
-        if position is None or newest - position > MAX_BEHIND or position + 1 < ring[0][0]:
-            if keys:
-                return keys[-1]
-            self.request_keyframe()
-            if position is None or position + 1 < ring[0][0]:
-                return None
-        if position + 1 > newest:
-            return None
-        n, packet, _ = ring[position + 1 - ring[0][0]]
-        return n, packet
+            self.viewers = max(0, self.viewers + n)
+
+    def wants_keyframe(self) -> bool:
+        """Whether the recorder should code its next frame as a keyframe (a viewer is waiting for one)."""
+        return self.viewers > 0 and self._take_keyframe_request()
+
+    def put(self, data: bytes, keyframe: bool, seconds: float) -> None:
+        """One encoded packet (Annex B; parameter sets before each keyframe) at ``seconds`` of the recording."""
+        if self.viewers <= 0 or self.error is not None:
+            return
+        try:
+            import av
+            if keyframe and not data.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")):
+                raise RuntimeError("the recorder's H.264 packets are not Annex B; WebRTC cannot send them")
+            packet = av.Packet(data)
+            packet.pts = packet.dts = int(round(seconds * 90000))
+            packet.time_base = Fraction(1, 90000)
+            self._keep(packet, keyframe)
+            self.on_new()
+        except Exception as exc:  # reaches the main thread through WebView.failure
+            self.error = exc
+
+    def start(self) -> None:
+        """Nothing to start: the recorder's thread does the encoding."""
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Nothing to stop: the recorder finalises its file itself."""

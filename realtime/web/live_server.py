@@ -29,7 +29,7 @@ import cv2
 
 from polyp_live.core.errors import UsageError
 from polyp_live.realtime.view import LiveView
-from polyp_live.realtime.web.encoders import H264Stream, JpegEncoder, yield_to_the_pipeline
+from polyp_live.realtime.web.encoders import H264Stream, JpegEncoder, RecordingTap, yield_to_the_pipeline
 from polyp_live.realtime.web.security import (WebAddress, add_page_routes, listen, middlewares, same_origin,
                                               secure_headers)
 from polyp_live.realtime.web.webrtc import WebRtcPeers, Wakeup
@@ -46,10 +46,14 @@ class WebView:
         view: the pipeline's view: pictures in, controls out.
         panel: returns the panel's figures (:func:`live_panel`), called on the server's thread.
         fps: the source's frame rate (the H.264 stream's keyframe interval is one second of it).
+        share_recording: the run records H.264: WebRTC viewers get the recorder's packets
+            (:class:`~.encoders.RecordingTap`) instead of a second encoder's.
     """
 
-    def __init__(self, address: WebAddress, view: LiveView, panel: Callable[[], dict], fps: float = 30.0):
+    def __init__(self, address: WebAddress, view: LiveView, panel: Callable[[], dict], fps: float = 30.0,
+                 share_recording: bool = False):
         self.address = address
+        self.share_recording = share_recording
         self.view = view
         self.panel = panel
         self.fps = fps
@@ -121,7 +125,10 @@ class WebView:
         self._closing = asyncio.Event()
         wakeup = Wakeup(asyncio.get_running_loop())
         self.jpeg = JpegEncoder(self.view, wakeup.fire_threadsafe)
-        self.h264 = H264Stream(self.view, self.fps, wakeup.fire_threadsafe)
+        if self.share_recording:
+            self.h264 = self.view.recording_tap = RecordingTap(wakeup.fire_threadsafe)
+        else:
+            self.h264 = H264Stream(self.view, self.fps, wakeup.fire_threadsafe)
         self.peers = WebRtcPeers(self.h264, wakeup)
         self._wakeup = wakeup
         runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)

@@ -1,15 +1,16 @@
 """WebRTC viewers (aiortc): each peer connection sends the one shared H.264 stream, already encoded.
 
 aiortc's RTP sender takes ``av.Packet`` objects from a track as they are (it only packetises them), so
-:class:`SharedVideoTrack` hands it the shared :class:`~polyp_live.realtime.web.encoders.H264Stream`'s
-packets: no viewer has an encoder of its own, and a viewer that is slow only skips ahead in the ring.
+:class:`SharedVideoTrack` hands it the packets of the one shared ring (:mod:`~polyp_live.realtime.web.encoders`:
+the web view's own encoder, or the recorder's when the run records): no viewer has an encoder of its
+own, and a viewer that is slow only skips ahead in the ring.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from polyp_live.realtime.web.encoders import H264Stream
+from polyp_live.realtime.web.encoders import PacketRing
 
 MAX_PEERS = 8            # WebRTC viewers at once; more get HTTP 503 (MJPEG still works)
 WAIT = 0.5
@@ -37,7 +38,7 @@ class Wakeup:
             pass
 
 
-def shared_video_track(stream: H264Stream, wakeup: Wakeup):
+def shared_video_track(stream: PacketRing, wakeup: Wakeup):
     """A ``MediaStreamTrack`` whose ``recv()`` returns the shared stream's packets from its own position."""
     from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -71,7 +72,7 @@ def shared_video_track(stream: H264Stream, wakeup: Wakeup):
 class WebRtcPeers:
     """The open peer connections; answers an offer with the shared stream and closes them all at the end."""
 
-    def __init__(self, stream: H264Stream, wakeup: Wakeup):
+    def __init__(self, stream: PacketRing, wakeup: Wakeup):
         self.stream, self.wakeup = stream, wakeup
         self.peers: set = set()
 
