@@ -121,3 +121,26 @@ def test_the_shipped_model_does_not_depend_on_the_guide_box():
         a, b = masks["black"], masks["green"]
         union = (a | b).sum()
         assert union == 0 or (a & b).sum() / union >= 0.9
+
+
+def test_close_up_enlarges_polyp_free_frames_only_and_costs_nothing_when_off():
+    from polyp_live.training.augment import close_up
+    image, mask = disc_image()
+    near = close_up(image, np.random.default_rng(0))
+    assert near.shape == image.shape and near.dtype == np.uint8
+    # Seen 1.5-3x nearer, the disc of radius 20 covers 2.25-9 times its area (in this window it stays in view).
+    small = (image[..., 2].astype(int) - image[..., 0].astype(int)) > 100
+    red_near = (near[..., 2].astype(int) - near[..., 0].astype(int)) > 100
+    assert red_near.sum() > 2 * small.sum(), (red_near.sum(), small.sum())
+    empty = np.zeros_like(mask)
+    # A polyp image is never zoomed by it: its random draws (and so its result) are those of a run without it.
+    a, am = augment(image, mask, np.random.default_rng(5), close_up_probability=1.0)
+    b, bm = augment(image, mask, np.random.default_rng(5))
+    assert np.array_equal(a, b) and np.array_equal(am, bm)
+    # Off, a polyp-free frame is transformed exactly as before the option existed.
+    c, _ = augment(image, empty, np.random.default_rng(6), close_up_probability=0.0)
+    d, _ = augment(image, empty, np.random.default_rng(6))
+    assert np.array_equal(c, d)
+    # On, it is not.
+    e, em = augment(image, empty, np.random.default_rng(6), close_up_probability=1.0)
+    assert not np.array_equal(e, d) and not em.any()

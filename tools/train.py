@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="give this share of training images the look (Fourier low band or Lab colour statistics) of a "
                         "random training frame of either set, so colour cannot tell polyp frames from polyp-free "
                         "ones (default 0: off)")
+    p.add_argument("--close-up", type=float, default=0.0, metavar="F",
+                   help="show this share of polyp-free training frames from 1.5-3x nearer first (a random window "
+                        "enlarged), as folds and mucosa look from close by (default 0: off)")
     p.add_argument("--keep-epochs", action="store_true",
                    help="also keep each epoch's weights as OUT/epoch_NNN.pt (for choosing and weight averaging)")
     add_model_and_schedule_options(p)
@@ -182,7 +185,7 @@ def make_config(args: argparse.Namespace):
         negative_peak_weight=args.negative_peak_weight, polyp_core_weight=args.polyp_core_weight,
         negative_mining=args.negative_mining, polyp_mining=args.polyp_mining, init=args.model,
         freeze_batchnorm=args.freeze_batchnorm, external=args.external, external_every=args.external_every,
-        keep_epochs=args.keep_epochs, style_mix=args.style_mix,
+        keep_epochs=args.keep_epochs, style_mix=args.style_mix, close_up=args.close_up,
         device=args.device, cache=args.cache)
 
 
