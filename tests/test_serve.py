@@ -59,10 +59,21 @@ def serve_python() -> str | None:
     return sys.executable
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` different free ports: each socket stays bound until all are chosen, since a port closed at
+    once can be handed out again by the next bind (seen on one CI machine)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 class ServerProcess:
@@ -70,7 +81,7 @@ class ServerProcess:
 
     def __init__(self, python: str, model: Path, workdir: Path):
         self.python, self.model, self.workdir = python, model, workdir
-        self.ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
+        self.ports = dict(zip(("http", "grpc", "metrics"), free_ports(3)))
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.lines: queue.Queue = queue.Queue()
@@ -325,9 +336,10 @@ def test_serve_refuses_a_taken_port_in_one_line(server, served_model):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        http_port, metrics_port = free_ports(2)
         proc = subprocess.run([server.python, "-m", "polyp_live.tools.serve", "--model", str(served_model),
-                               "--host", "127.0.0.1", "--http-port", str(free_port()), "--grpc-port", str(port),
-                               "--metrics-port", str(free_port())], capture_output=True, text=True, timeout=300)
+                               "--host", "127.0.0.1", "--http-port", str(http_port), "--grpc-port", str(port),
+                               "--metrics-port", str(metrics_port)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     assert f"port {port} on 127.0.0.1 is not free" in proc.stderr and "--grpc-port" in proc.stderr
     assert "Traceback" not in proc.stderr
