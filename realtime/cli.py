@@ -378,10 +378,11 @@ def _start_web(address, pipeline, console):
     """Start the browser view of ``pipeline`` and say where it is (with its token when it has one)."""
     from rich.markup import escape
 
+    from polyp_live.realtime.recorder import SHAREABLE_CODECS
     from polyp_live.realtime.web.live_server import WebView, live_panel
     output = pipeline.config.output
     web = WebView(address, pipeline.view, live_panel(pipeline), pipeline.source.fps,
-                  share_recording=bool(output.record) and output.record_codec == "libx264")
+                  share_recording=bool(output.record) and output.record_codec in SHAREABLE_CODECS)
     web.start()
     note = " (token generated for this run: share it only with the viewers)" if address.generated else ""
     console.print(f"web view: {escape(web.url)}{note}", highlight=False, soft_wrap=True)

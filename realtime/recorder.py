@@ -33,6 +33,10 @@ FRAGMENTED = {"mp4", "mov"}
 CLOSE_TIMEOUT = 60.0  # seconds the encoder may take to write out its queue when the run ends
 
 
+# Encoders whose packets a WebRTC viewer can be sent as they are (libx264: Annex B, SPS/PPS in extradata).
+SHAREABLE_CODECS = ("libx264",)
+
+
 def exact_fps(fps: float) -> Fraction:
     """Snap NTSC-style rates to their exact rational (29.97 -> 30000/1001) so they survive the container."""
     for base in (24, 30, 60, 120):
@@ -137,8 +141,9 @@ class VideoRecorder:
             pass a fine clock (1/90000 s) so irregular or faster-than-announced frames keep their times.
         packet_sink: also hands every encoded packet to this (the web view's WebRTC stream, so that
             one encoder serves the file and every viewer): ``wants_keyframe()`` is asked before each
-            frame and ``put(annex_b_bytes, keyframe, seconds)`` gets each packet, in the encoder
-            thread. The stream is then Constrained Baseline, the H.264 every browser decodes.
+            frame and ``put(packet, extradata)`` gets each packet before it is muxed, in the encoder
+            thread. Only for :data:`SHAREABLE_CODECS`; the stream is then Constrained Baseline, the
+            H.264 every browser decodes.
     """
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int], codec: str = "libx264",
@@ -167,6 +172,8 @@ class VideoRecorder:
         encoder = {"preset": preset, "crf": str(crf), "tune": "zerolatency",
                    "g": str(max(1, round(gop_s * self.fps))), "bf": "0"}
         if packet_sink is not None:
+            if codec not in SHAREABLE_CODECS:
+                raise OutputError(f"a {codec} recording cannot be shared with WebRTC viewers; use libx264")
             encoder["profile"] = "baseline"
         try:
             self.container = av.open(str(self.tmp), "w", format=fmt, options=options)
@@ -258,18 +265,10 @@ class VideoRecorder:
     def _mux(self, packets) -> None:
         for packet in packets:
             if self.packet_sink is not None:
-                self._share(packet)
+                self.packet_sink.put(packet, self.stream.codec_context.extradata)
             self.container.mux(packet)
             self.frames += 1
         self._safe_size = os.stat(self.tmp).st_size
-
-    def _share(self, packet) -> None:
-        """Hand a copy of ``packet`` to the sink, as WebRTC needs it: Annex B, with the sequence and
-        picture parameter sets (which MP4 keeps out of band, in the codec's extradata) before each keyframe."""
-        data = bytes(packet)
-        if packet.is_keyframe:
-            data = bytes(self.stream.codec_context.extradata or b"") + data
-        self.packet_sink.put(data, bool(packet.is_keyframe), float(packet.pts * packet.time_base))
 
     def _fail(self, exc: BaseException) -> None:
         reason = getattr(exc, "errno", None)

@@ -44,7 +44,21 @@ def yield_to_the_pipeline(step: int = WEB_NICENESS) -> None:
         pass
 
 
-class PictureEncoder:
+class Watched:
+    """What every shared stream keeps: how many viewers watch it (work is done only for someone) and
+    the failure, if any, for the main thread (``WebView.failure``)."""
+
+    def __init__(self):
+        self.viewers = 0
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def add_viewer(self, n: int = 1) -> None:
+        with self._lock:
+            self.viewers = max(0, self.viewers + n)
+
+
+class PictureEncoder(Watched):
     """A thread that encodes each new picture while ``viewers > 0``; subclasses implement :meth:`encode`.
 
     Args:
@@ -55,20 +69,14 @@ class PictureEncoder:
     name = "encoder"
 
     def __init__(self, view: LiveView, on_new: Callable[[], None] = lambda: None):
+        super().__init__()
         self.view = view
         self.on_new = on_new
-        self.viewers = 0
-        self.error: BaseException | None = None
-        self._lock = threading.Lock()
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"polyp-live-web-{self.name}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
-
-    def add_viewer(self, n: int = 1) -> None:
-        with self._lock:
-            self.viewers = max(0, self.viewers + n)
 
     def _run(self) -> None:
         seq = -1
@@ -218,7 +226,7 @@ class H264Stream(PacketRing, PictureEncoder):
             self._keep(packet, bool(packet.is_keyframe))
 
 
-class RecordingTap(PacketRing):
+class RecordingTap(PacketRing, Watched):
     """The recorder's own packets, for every WebRTC viewer: a recording run encodes each picture once,
     for the file and the browsers together (a second H.264 encoder beside the pipeline costs the model
     about three frames a second on two cores; docs/PERFORMANCE.md).
@@ -231,32 +239,32 @@ class RecordingTap(PacketRing):
     name = "recording"
 
     def __init__(self, on_new: Callable[[], None] = lambda: None):
-        super().__init__()
+        PacketRing.__init__(self)
+        Watched.__init__(self)
         self.on_new = on_new
-        self.viewers = 0
-        self.error: BaseException | None = None
-        self._lock = threading.Lock()
-
-    def add_viewer(self, n: int = 1) -> None:
-        with self._lock:
-            self.viewers = max(0, self.viewers + n)
 
     def wants_keyframe(self) -> bool:
         """Whether the recorder should code its next frame as a keyframe (a viewer is waiting for one)."""
         return self.viewers > 0 and self._take_keyframe_request()
 
-    def put(self, data: bytes, keyframe: bool, seconds: float) -> None:
-        """One encoded packet (Annex B; parameter sets before each keyframe) at ``seconds`` of the recording."""
+    def put(self, packet, parameter_sets: bytes | None) -> None:
+        """A copy of one of the recorder's packets, as WebRTC sends it: Annex B, with the sequence and
+        picture parameter sets (which MP4 keeps out of band, in the codec's extradata) before each
+        keyframe. Nothing is copied while nobody watches. Called before the packet is muxed."""
         if self.viewers <= 0 or self.error is not None:
             return
         try:
             import av
-            if keyframe and not data.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")):
-                raise RuntimeError("the recorder's H.264 packets are not Annex B; WebRTC cannot send them")
-            packet = av.Packet(data)
-            packet.pts = packet.dts = int(round(seconds * 90000))
-            packet.time_base = Fraction(1, 90000)
-            self._keep(packet, keyframe)
+            keyframe = bool(packet.is_keyframe)
+            data = bytes(packet)
+            if keyframe:
+                data = bytes(parameter_sets or b"") + data
+                if not data.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")):
+                    raise RuntimeError("the recorder's H.264 packets are not Annex B; WebRTC cannot send them")
+            copy = av.Packet(data)
+            copy.pts = copy.dts = int(round(float(packet.pts * packet.time_base) * 90000))
+            copy.time_base = Fraction(1, 90000)
+            self._keep(copy, keyframe)
             self.on_new()
         except Exception as exc:  # reaches the main thread through WebView.failure
             self.error = exc
