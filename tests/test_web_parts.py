@@ -96,21 +96,21 @@ def test_h264_stream_starts_viewers_on_a_keyframe_and_lets_a_late_one_skip_ahead
     stream = H264Stream(view, fps=10.0)          # a keyframe every 10 pictures
     for picture in pictures(view, range(25)):
         stream.encode(picture)
-    number, packet = stream.next_packet(None)     # a new viewer: the newest keyframe
+    number, packet = stream.packets.next_packet(None)     # a new viewer: the newest keyframe
     assert packet.is_keyframe
     decoder = av.CodecContext.create("h264", "r")
     shown = []
     position = None
-    while (step := stream.next_packet(position)) is not None:
+    while (step := stream.packets.next_packet(position)) is not None:
         position, packet = step
         shown += [read_counter(f.to_ndarray(format="bgr24")) for f in decoder.decode(packet)]
     shown += [read_counter(f.to_ndarray(format="bgr24")) for f in decoder.decode(None)]
     assert shown == list(range(shown[0], 25)) and shown[0] in (10, 20)   # from a keyframe, no gaps
-    assert stream.next_packet(position) is None   # caught up: nothing to send
+    assert stream.packets.next_packet(position) is None   # caught up: nothing to send
     # A viewer stuck at its first packet, now far behind, jumps to the newest keyframe.
     for picture in pictures(view, range(25, 25 + MAX_BEHIND + 20)):
         stream.encode(picture)
-    jumped, packet = stream.next_packet(1)
+    jumped, packet = stream.packets.next_packet(1)
     assert packet.is_keyframe and jumped > 1 + MAX_BEHIND
 
 
@@ -131,14 +131,14 @@ def test_a_recording_run_sends_its_recorders_packets_to_webrtc_viewers(tmp_path)
         picture = view.picture()
         if i == 5:
             tap.add_viewer()                        # joins: the track asks for a keyframe
-            tap.request_keyframe()
+            tap.packets.request_keyframe()
         recorder.submit(picture.image, i / 10)
         deadline = time.monotonic() + 10
         while recorder.frames <= i and time.monotonic() < deadline:
             time.sleep(0.005)
         if i < 5:
-            assert tap.next_packet(None) is None    # nobody watches yet: nothing is kept
-        while (step := tap.next_packet(position)) is not None:
+            assert tap.packets.next_packet(None) is None    # nobody watches yet: nothing is kept
+        while (step := tap.packets.next_packet(position)) is not None:
             position, packet = step
             shown += [read_counter(f.to_ndarray(format="bgr24")) for f in decoder.decode(packet)]
     recorder.close()

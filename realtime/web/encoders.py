@@ -130,8 +130,9 @@ class JpegEncoder(PictureEncoder):
 class PacketRing:
     """The H.264 packets every WebRTC viewer reads, each from its own position, and the keyframe requests.
 
-    A new viewer starts at the newest keyframe and asks for one at once; a viewer that is behind skips
-    ahead to a newer keyframe (:meth:`next_packet`).
+    A stream's encoder :meth:`keep`\ s each packet and asks :meth:`take_keyframe_request` before each
+    picture; a new viewer starts at the newest keyframe and asks for one at once; a viewer that is
+    behind skips ahead to a newer keyframe (:meth:`next_packet`).
     """
 
     def __init__(self):
@@ -144,11 +145,13 @@ class PacketRing:
         """The next picture is coded as a keyframe (a viewer joined or fell behind)."""
         self._want_key = True
 
-    def _take_keyframe_request(self) -> bool:
+    def take_keyframe_request(self) -> bool:
+        """Whether a keyframe was asked for since the last call (the request is then taken)."""
         wanted, self._want_key = self._want_key, False
         return wanted
 
-    def _keep(self, packet, keyframe: bool) -> None:
+    def keep(self, packet, keyframe: bool) -> None:
+        """Add the encoder's next packet for the viewers."""
         with self._ring_lock:
             self._count += 1
             self._ring.append((self._count, packet, keyframe))
@@ -178,16 +181,17 @@ class PacketRing:
         return n, packet
 
 
-class H264Stream(PacketRing, PictureEncoder):
+class H264Stream(PictureEncoder):
     """One libx264 stream of its own (baseline, zero latency, a keyframe a second) shared by every
-    WebRTC viewer, for runs that do not record: a recording run shares its recorder's (:class:`RecordingTap`).
+    WebRTC viewer through :attr:`packets`, for runs that do not record: a recording run shares its
+    recorder's (:class:`RecordingTap`).
     """
 
     name = "h264"
 
     def __init__(self, view: LiveView, fps: float, on_new: Callable[[], None] = lambda: None):
-        PacketRing.__init__(self)
-        PictureEncoder.__init__(self, view, on_new)
+        super().__init__(view, on_new)
+        self.packets = PacketRing()
         self.fps = fps if fps and fps > 0 else 30.0
         self._codec = None
         self._t0: float | None = None
@@ -214,20 +218,20 @@ class H264Stream(PacketRing, PictureEncoder):
         h, w = image.shape[0] & ~1, image.shape[1] & ~1  # 4:2:0 needs even sizes
         if self._codec is None or (self._codec.width, self._codec.height) != (w, h):
             self._open(w, h)
-            self._want_key = True
+            self.packets.request_keyframe()
         frame, self._yuv = yuv420_frame(av, np.ascontiguousarray(image[:h, :w]), self._yuv)
         self._t0 = picture.published if self._t0 is None else self._t0
         pts = max(self._last_pts + 1, int((picture.published - self._t0) * 90000))
         self._last_pts = frame.pts = pts
         frame.time_base = Fraction(1, 90000)
-        if self._take_keyframe_request():
+        if self.packets.take_keyframe_request():
             frame.pict_type = av.video.frame.PictureType.I
         for packet in self._codec.encode(frame):
-            self._keep(packet, bool(packet.is_keyframe))
+            self.packets.keep(packet, bool(packet.is_keyframe))
 
 
-class RecordingTap(PacketRing, Watched):
-    """The recorder's own packets, for every WebRTC viewer: a recording run encodes each picture once,
+class RecordingTap(Watched):
+    """The recorder's own packets, in :attr:`packets`, for every WebRTC viewer: a recording run encodes each picture once,
     for the file and the browsers together (a second H.264 encoder beside the pipeline costs the model
     about three frames a second on two cores; docs/PERFORMANCE.md).
 
@@ -239,13 +243,13 @@ class RecordingTap(PacketRing, Watched):
     name = "recording"
 
     def __init__(self, on_new: Callable[[], None] = lambda: None):
-        PacketRing.__init__(self)
-        Watched.__init__(self)
+        super().__init__()
+        self.packets = PacketRing()
         self.on_new = on_new
 
     def wants_keyframe(self) -> bool:
         """Whether the recorder should code its next frame as a keyframe (a viewer is waiting for one)."""
-        return self.viewers > 0 and self._take_keyframe_request()
+        return self.viewers > 0 and self.packets.take_keyframe_request()
 
     def put(self, packet, parameter_sets: bytes | None) -> None:
         """A copy of one of the recorder's packets, as WebRTC sends it: Annex B, with the sequence and
@@ -264,7 +268,7 @@ class RecordingTap(PacketRing, Watched):
             copy = av.Packet(data)
             copy.pts = copy.dts = int(round(float(packet.pts * packet.time_base) * 90000))
             copy.time_base = Fraction(1, 90000)
-            self._keep(copy, keyframe)
+            self.packets.keep(copy, keyframe)
             self.on_new()
         except Exception as exc:  # reaches the main thread through WebView.failure
             self.error = exc
@@ -274,3 +278,6 @@ class RecordingTap(PacketRing, Watched):
 
     def close(self, timeout: float = 2.0) -> None:
         """Nothing to stop: the recorder finalises its file itself."""
+
+
+SharedH264 = H264Stream | RecordingTap   # what the WebRTC viewers read: its packets and its viewer count

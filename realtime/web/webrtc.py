@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from polyp_live.realtime.web.encoders import PacketRing
+from polyp_live.realtime.web.encoders import SharedH264
 
 MAX_PEERS = 8            # WebRTC viewers at once; more get HTTP 503 (MJPEG still works)
 WAIT = 0.5
@@ -38,7 +38,7 @@ class Wakeup:
             pass
 
 
-def shared_video_track(stream: PacketRing, wakeup: Wakeup):
+def shared_video_track(stream: SharedH264, wakeup: Wakeup):
     """A ``MediaStreamTrack`` whose ``recv()`` returns the shared stream's packets from its own position."""
     from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -49,13 +49,13 @@ def shared_video_track(stream: PacketRing, wakeup: Wakeup):
             super().__init__()
             self.position: int | None = None
             stream.add_viewer()
-            stream.request_keyframe()
+            stream.packets.request_keyframe()
 
         async def recv(self):
             while True:
                 if self.readyState != "live":
                     raise MediaStreamError
-                step = stream.next_packet(self.position)
+                step = stream.packets.next_packet(self.position)
                 if step is not None:
                     self.position, packet = step
                     return packet
@@ -72,7 +72,7 @@ def shared_video_track(stream: PacketRing, wakeup: Wakeup):
 class WebRtcPeers:
     """The open peer connections; answers an offer with the shared stream and closes them all at the end."""
 
-    def __init__(self, stream: PacketRing, wakeup: Wakeup):
+    def __init__(self, stream: SharedH264, wakeup: Wakeup):
         self.stream, self.wakeup = stream, wakeup
         self.peers: set = set()
 
