@@ -70,12 +70,12 @@ def counter_clip(source: str, out: Path, count: int, size: tuple[int, int] | Non
     return out
 
 
-COUNTER_BAND = CELL + 2 * MARGIN
+COUNTER_BAND = CELL + 2 * MARGIN   # rows under the picture that hold the counter and its margins
 # Headless Chromium on a machine without a GPU or an internet connection (background networking
 # off: its connections would be refused many at a time); the tests' browser uses the same.
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
-                  "--use-fake-ui-for-media-stream"]   # rows under the picture that hold the counter and its margins
+                  "--use-fake-ui-for-media-stream"]
 
 
 def run_one(clip: Path, viewers: int, transport: str, folder: Path, chromium: str, browser_nice: int = 0) -> dict:
@@ -107,6 +107,8 @@ def run_one(clip: Path, viewers: int, transport: str, folder: Path, chromium: st
             "dropped": counters["dropped"] + counters["record_dropped"],
             "video_delay_p95_ms": round(stages["video_delay"]["p95"], 1),
             "annotation_delay_p95_ms": round(stages["annotation_delay"]["p95"], 1),
+            # The recorder's time per frame: WebRTC viewers get its packets, so it is part of what they wait.
+            "record_encode_p95_ms": round(stages["encode"]["p95"], 1) if "encode" in stages else None,
             "inference_hz": round(summary["inference_hz"], 1),
             "polyp_live_cores": round(summary["process_cpu_s"] / summary["wall_s"], 2)}
 

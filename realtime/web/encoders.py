@@ -130,7 +130,7 @@ class JpegEncoder(PictureEncoder):
 class PacketRing:
     """The H.264 packets every WebRTC viewer reads, each from its own position, and the keyframe requests.
 
-    A stream's encoder :meth:`keep`\ s each packet and asks :meth:`take_keyframe_request` before each
+    A stream's encoder hands each packet to :meth:`keep` and asks :meth:`take_keyframe_request` before each
     picture; a new viewer starts at the newest keyframe and asks for one at once; a viewer that is
     behind skips ahead to a newer keyframe (:meth:`next_packet`).
     """
@@ -231,9 +231,9 @@ class H264Stream(PictureEncoder):
 
 
 class RecordingTap(Watched):
-    """The recorder's own packets, in :attr:`packets`, for every WebRTC viewer: a recording run encodes each picture once,
-    for the file and the browsers together (a second H.264 encoder beside the pipeline costs the model
-    about three frames a second on two cores; docs/PERFORMANCE.md).
+    """The recorder's own packets, in :attr:`packets`, for every WebRTC viewer: a recording run encodes
+    each picture once, for the file and the browsers together (a second H.264 encoder beside the
+    pipeline costs the model about three frames a second on two cores; docs/PERFORMANCE.md).
 
     The recorder (:class:`~polyp_live.realtime.recorder.VideoRecorder`, ``packet_sink``) calls
     :meth:`wants_keyframe` before each frame and :meth:`put` with each packet, on its own thread; a

@@ -28,8 +28,24 @@ function copyPicture() {
   return context;
 }
 
-function counterIn(context) {
-  const y = probe.height - MARGIN - CELL + CELL / 2;
+// Reading the number needs only the strip that carries it. Copying the whole picture for every frame
+// (as the measuring page once did) loads the browser, and the cores it shares with the pipeline, with
+// work no viewer's page does, and so inflates the delay it measures.
+const STRIP_W = MARGIN + BITS * CELL, STRIP_H = CELL;
+const strip = document.createElement("canvas");
+strip.width = STRIP_W; strip.height = STRIP_H;
+const stripContext = strip.getContext("2d", { willReadFrequently: true });
+
+function copyStrip() {
+  const [source, w, h] = currentPicture();
+  if (!w || !h) return null;
+  stripContext.drawImage(source, 0, h - MARGIN - CELL, STRIP_W, STRIP_H, 0, 0, STRIP_W, STRIP_H);
+  return stripContext;
+}
+
+// The number in a context holding the strip with its top edge at row `top`.
+function counterIn(context, top) {
+  const y = top + CELL / 2;
   let number = 0;
   for (let bit = 0; bit < BITS; bit++) {
     const x = MARGIN + bit * CELL + CELL / 2;
@@ -42,14 +58,14 @@ function counterIn(context) {
 }
 
 window.readFrameCounter = function () {
-  const context = copyPicture();
-  return context ? counterIn(context) : -1;
+  const context = copyStrip();
+  return context ? counterIn(context, 0) : -1;
 };
 
 // The picture on screen now as PNG, with the number it carries (one copy: the two always agree).
 window.capturePicture = function () {
   const context = copyPicture();
-  return context ? { frame: counterIn(context), png: probe.toDataURL("image/png") } : null;
+  return context ? { frame: counterIn(context, probe.height - MARGIN - CELL), png: probe.toDataURL("image/png") } : null;
 };
 
 window.samplePixel = function (x, y) {
@@ -79,10 +95,9 @@ function watchMjpeg() {
   let last = null;
   const step = () => {
     if (state.transport !== "mjpeg") return;
-    const context = copyPicture();
+    const context = copyStrip();
     if (context) {
-      const strip = context.getImageData(0, probe.height - MARGIN - CELL, BITS * CELL + MARGIN, CELL).data;
-      const key = strip.join(",");
+      const key = context.getImageData(0, 0, STRIP_W, STRIP_H).data.join(",");
       if (key !== last) { last = key; painted(); }
     }
     requestAnimationFrame(step);
