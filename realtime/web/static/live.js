@@ -28,9 +28,9 @@ function copyPicture() {
   return context;
 }
 
-// Reading the number needs only the strip that carries it. Copying the whole picture for every frame
-// (as the measuring page once did) loads the browser, and the cores it shares with the pipeline, with
-// work no viewer's page does, and so inflates the delay it measures.
+// Reading the number needs only the strip that carries it: copying the whole picture for every frame
+// (as the measuring page once did) is work no viewer's page does, on cores the pipeline may share
+// (on two cores the difference was within noise; docs/PERFORMANCE.md).
 const STRIP_W = MARGIN + BITS * CELL, STRIP_H = CELL;
 const strip = document.createElement("canvas");
 strip.width = STRIP_W; strip.height = STRIP_H;
