@@ -265,7 +265,9 @@ class VideoRecorder:
     def _mux(self, packets) -> None:
         for packet in packets:
             if self.packet_sink is not None:
-                self.packet_sink.put(packet, self.stream.codec_context.extradata)
+                # The parameter sets go before keyframes only; reading them copies bytes, so not per frame.
+                parameter_sets = self.stream.codec_context.extradata if packet.is_keyframe else None
+                self.packet_sink.put(packet, parameter_sets)
             self.container.mux(packet)
             self.frames += 1
         self._safe_size = os.stat(self.tmp).st_size
