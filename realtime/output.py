@@ -181,7 +181,9 @@ class OutputStage:
     def _open_recorder(self, width: int, height: int) -> VideoRecorder:
         """The recording, opened at the first rendered frame's size; a web view that watches shares its packets."""
         out, cfg = self.config.output, self.config
-        return VideoRecorder(out.record, self.fps, (width, height), out.record_codec, out.record_preset,
+        shared = self.view.recording_tap is not None
+        return VideoRecorder(out.record, self.fps, (width, height), out.record_codec,
+                             out.shared_record_preset if shared else out.record_preset,
                              out.record_crf, out.record_gop_s, out.record_queue, cfg.performance.encoder_threads,
                              on_encoded=lambda s: self.stats.record("encode", s),
                              clock=Fraction(1, 90000) if self.view.live_source else None,

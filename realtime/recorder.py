@@ -1,6 +1,7 @@
 """Annotated-video recording (H.264 through PyAV, in its own thread) and per-frame mask export.
 
-Recordings are H.264 (libx264, ``superfast`` preset, CRF 23, 4:2:0) in MP4, Matroska or QuickTime.
+Recordings are H.264 (libx264, ``superfast`` preset, or ``ultrafast`` when WebRTC viewers share the
+encoder, CRF 23, 4:2:0) in MP4, Matroska or QuickTime.
 Each frame carries its capture time as its timestamp, so a recording lasts as long as what it
 recorded even when frames were dropped or a camera delivered them irregularly. MP4 and MOV are
 written fragmented (a fragment per one-second GOP) and Matroska in clusters, flushed as they are

@@ -392,3 +392,9 @@ def test_a_fine_tune_starts_at_the_fine_tuning_rate_unless_lr_is_given(argv, rat
     from polyp_live.tools import train
     args = train.parse_args(["--data", str(tmp_path), "--out", str(tmp_path / "run"), *argv])
     assert args.lr == rate and args.lr_origin.startswith(origin)
+
+
+def test_benchmark_web_names_a_stream_it_cannot_watch(capsys):
+    assert dispatch(["benchmark-web", "--streams", "webrtc,rtsp"]) == 2
+    assert capsys.readouterr().err.strip() == ("polyp-live benchmark-web: error: --streams takes webrtc, mjpeg "
+                                               "or both, not 'webrtc,rtsp'")

@@ -254,3 +254,24 @@ def test_a_live_feed_faster_than_announced_keeps_its_true_times(tmp_path):
     frames, duration = av_frames(out)
     assert recorder.finalised and recorder.frames == frames == 60
     assert duration == pytest.approx(1.0, abs=1 / 30)  # one second of video, not two
+
+
+def x264_options(path: Path) -> dict[str, str]:
+    """The encoder settings libx264 wrote into the recording's first keyframe (its 'options:' SEI)."""
+    text = path.read_bytes().split(b" options: ", 1)[1].split(b"\x00", 1)[0].decode("ascii", "replace")
+    return dict(item.split("=", 1) for item in text.split() if "=" in item)
+
+
+@pytest.mark.parametrize("shared, subme, deblock", [(False, "1", "1:0:0"), (True, "0", "0:0:0")])
+def test_a_recording_shared_with_webrtc_viewers_is_encoded_with_the_faster_preset(tmp_path, shared, subme, deblock):
+    from polyp_live.realtime.web.encoders import RecordingTap
+    out = tmp_path / "out.mp4"
+    config = PipelineConfig(roi=RoiConfig(mode="full"), output=OutputConfig(record=str(out)))
+    pipeline = Pipeline(config, GappySource(12, step=1), FakeBackend())
+    if shared:  # what --web does to a recording run: the viewers read the recorder's packets
+        pipeline.view.recording_tap = RecordingTap()
+    pipeline.run()
+    # superfast keeps x264's deblocking filter and sub-pixel search; ultrafast turns both off
+    options = x264_options(out)
+    assert (options["subme"], options["deblock"]) == (subme, deblock), options
+    assert av_frames(out)[0] == 12

@@ -201,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command_parser("benchmark-web", __doc__)
     p.add_argument("--frames", type=int, default=630, help="frames of the demo clip to use (default 630, all)")
     p.add_argument("--viewers", default="0,1,4", help="viewer counts to run (default 0,1,4)")
+    p.add_argument("--streams", default="webrtc,mjpeg", help="streams to watch (default webrtc,mjpeg)")
     p.add_argument("--browser-nice", type=int, default=0, metavar="N",
                    help="start Chromium under nice -n N (a viewer on another device; default 0: same priority)")
     p.add_argument("--json", default=None, metavar="FILE", help="write the figures as JSON")
@@ -213,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import platform
     from polyp_live.realtime.cli import DEMO_CLIP
+    streams = tuple(v for v in args.streams.split(",") if v)
+    if not streams or set(streams) - {"webrtc", "mjpeg"}:
+        print(f"polyp-live benchmark-web: error: --streams takes webrtc, mjpeg or both, not {args.streams!r}",
+              file=sys.stderr)
+        return 2
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         print("polyp-live benchmark-web: error: needs Debian's chromium (apt-get install chromium)", file=sys.stderr)
@@ -223,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         clip = counter_clip(str(DEMO_CLIP), folder / "demo-counter-720p.mp4", args.frames)
         rows = []
         for viewers in counts:
-            for transport in (("webrtc", "mjpeg") if viewers else ("-",)):
+            for transport in (streams if viewers else ("-",)):
                 row = run_one(clip, viewers, transport, folder, chromium, args.browser_nice)
                 row["browser_nice"] = args.browser_nice
                 print(json.dumps(row), flush=True)
