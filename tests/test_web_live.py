@@ -111,7 +111,7 @@ def test_webrtc_video_plays_the_frames_the_pipeline_recorded_from_the_recorders_
     shots = []
     try:
         with chromium_page() as (page, errors):
-            page.goto(run.url)
+            page.goto(run.url + "?measure=1")   # the glass-to-glass benchmark's page
             wait_for(page, "window.polypLive.transport === 'webrtc' && window.polypLive.painted > 5")
             first_time = page.evaluate("document.getElementById('video').currentTime")
             for _ in range(4):
@@ -119,6 +119,7 @@ def test_webrtc_video_plays_the_frames_the_pipeline_recorded_from_the_recorders_
                 shots.append(capture(page))
             later_time = page.evaluate("document.getElementById('video').currentTime")
             assert page.evaluate("document.getElementById('panel').dataset.transport") == "webrtc"
+            glass = page.evaluate("fetch('/glass.json').then(answer => answer.json())")["samples"]
             assert errors == []
     finally:
         code = run.process.wait(60)  # the clip ends, so does the run
@@ -129,6 +130,11 @@ def test_webrtc_video_plays_the_frames_the_pipeline_recorded_from_the_recorders_
         assert container.streams.video[0].codec_context.profile == "Constrained Baseline"
     numbers = [n for n, _ in shots]
     assert numbers == sorted(numbers) and len(set(numbers)) >= 3, numbers   # the video moves on
+    # The page reported when it showed each frame: after the pipeline published it, and the callback
+    # that read its number ran about then too (the benchmark's two figures).
+    shown = [s for s in glass if s["transport"] == "webrtc"]
+    assert len(shown) >= 10, glass[:5]
+    assert all(0 < s["added_ms"] < 5000 and abs(s["callback_added_ms"] - s["added_ms"]) < 1000 for s in shown), shown[:5]
     recorded, _, _ = decode(recording)
     in_order = [read_counter(frame) for frame in recorded]
     # --realtime may drop a frame on a loaded machine (the pipeline counts it); none is recorded twice.

@@ -29,7 +29,7 @@ import cv2
 
 from polyp_live.core.errors import UsageError
 from polyp_live.realtime.view import LiveView
-from polyp_live.realtime.web.encoders import H264Stream, JpegEncoder, RecordingTap, yield_to_the_pipeline
+from polyp_live.realtime.web.encoders import H264Stream, JpegEncoder, RecordingTap
 from polyp_live.realtime.web.security import (WebAddress, add_page_routes, listen, middlewares, same_origin,
                                               secure_headers)
 from polyp_live.realtime.web.webrtc import WebRtcPeers, Wakeup
@@ -108,7 +108,9 @@ class WebView:
     # ---- the server's thread -------------------------------------------------------------------
 
     def _run(self) -> None:
-        yield_to_the_pipeline()   # WebRTC packetising and the viewers' sockets: best effort too
+        # Not lowered like the encoders: this thread needs little CPU, but when it waits its turn the
+        # WebRTC packets leave in bursts and each viewer's jitter buffer grows to absorb them
+        # (53 ms less added delay at p95, pipeline unchanged: docs/PERFORMANCE.md).
         loop = asyncio.new_event_loop()
         self._loop = loop
         asyncio.set_event_loop(loop)
@@ -241,7 +243,7 @@ class WebView:
                 "viewers": viewers}
 
     def _on_message(self, text: str) -> dict:
-        """One message from a page: a control, or paint reports ``{"painted": [[frame, ms, transport], ...]}``."""
+        """One message from a page: a control, or paint reports ``{"painted": [[frame, ms, transport, callback ms], ...]}``."""
         try:
             message = json.loads(text)
             if "painted" in message:
@@ -253,11 +255,13 @@ class WebView:
 
     def _record_paints(self, painted: list) -> None:
         sent = self.view.shown_at()
-        for frame, painted_ms, transport in painted[:1000]:
+        for frame, painted_ms, transport, *callback in painted[:1000]:
             wall = sent.get(int(frame))
             if wall is not None:
-                self.glass.append({"frame": int(frame), "transport": str(transport),
-                                   "added_ms": float(painted_ms) - 1000.0 * wall})
+                sample = {"frame": int(frame), "transport": str(transport), "added_ms": float(painted_ms) - 1000.0 * wall}
+                if callback:   # when the page's callback ran, which can be later than the frame was shown
+                    sample["callback_added_ms"] = float(callback[0]) - 1000.0 * wall
+                self.glass.append(sample)
 
 
 def live_panel(pipeline) -> Callable[[], dict]:

@@ -75,18 +75,25 @@ window.samplePixel = function (x, y) {
 };
 
 // ---- painting: count pictures, and with ?measure=1 report when each frame was painted ------------------
-function painted() {
+// A report is [frame, shown at (ms since the epoch), transport, this callback's time]: for video, "shown
+// at" is when the browser puts the frame on screen (its expectedDisplayTime), which the callback, on a
+// busy page, may run well after; for MJPEG, which has no such time, the callback's.
+function painted(displayedMs) {
   state.painted += 1;
   if (state.painted === 1) $("waiting").hidden = true;
   if (params.get("measure") === "1") {
     const frame = window.readFrameCounter();
-    if (frame >= 0 && frame !== state.frame) state.reports.push([frame, Date.now(), state.transport]);
+    const now = Date.now();
+    if (frame >= 0 && frame !== state.frame) state.reports.push([frame, displayedMs ?? now, state.transport, now]);
     state.frame = frame;
   }
 }
 
 function watchVideo() {
-  const step = () => { painted(); video.requestVideoFrameCallback(step); };
+  const step = (_, metadata) => {
+    painted(metadata && metadata.expectedDisplayTime ? performance.timeOrigin + metadata.expectedDisplayTime : null);
+    video.requestVideoFrameCallback(step);
+  };
   video.requestVideoFrameCallback(step);
 }
 
