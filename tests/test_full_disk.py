@@ -7,7 +7,6 @@ makes that one write hit a full disk while everything else works.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import FakeBackend, decode, write_video
 from polyp_live.realtime.cli import main
-from polyp_live.core.config import PipelineConfig, RoiConfig, SmoothingConfig, SourceConfig, OutputConfig, PostprocessConfig
+from polyp_live.core.config import PipelineConfig, RoiConfig, SmoothingConfig, SourceConfig, OutputConfig
 from polyp_live.core.errors import SourceError, StageError
 from polyp_live.realtime.pipeline import Pipeline
 from polyp_live.realtime.sources import FrameSource, SignalLost, VideoFileSource

@@ -29,7 +29,7 @@ from conftest import ROOT, decode, make_brightness_model, moving_disc_frames, wr
 grpcclient = pytest.importorskip("tritonclient.grpc", reason="needs tritonclient: pip install 'polyp-live[triton-client]'")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-from polyp_live.core.errors import (InferenceUnavailable, ServerUnreachableError)  # noqa: E402
+from polyp_live.core.errors import InferenceUnavailable  # noqa: E402
 from polyp_live.engines.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
 from polyp_live.core.spec import ModelSpec  # noqa: E402
 from polyp_live.core.preprocess import preprocess, resize_for_model  # noqa: E402

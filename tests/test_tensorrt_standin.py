@@ -6,7 +6,6 @@ Tests marked ``tensorrt`` at the end run only where real TensorRT and a GPU exis
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
