@@ -144,3 +144,14 @@ def test_close_up_enlarges_polyp_free_frames_only_and_costs_nothing_when_off():
     # On, it is not.
     e, em = augment(image, empty, np.random.default_rng(6), close_up_probability=1.0)
     assert not np.array_equal(e, d) and not em.any()
+
+
+def test_close_up_zoom_sets_how_much_nearer():
+    from polyp_live.training.augment import close_up
+    image, _ = disc_image()
+    red = lambda im: int(((im[..., 2].astype(int) - im[..., 0].astype(int)) > 100).sum())
+    # A zoom of exactly 1 is the frame itself; a fixed zoom of 2 makes the disc 4 times as large.
+    same = close_up(image, np.random.default_rng(0), (1.0, 1.0))
+    assert np.array_equal(same, image)
+    near = [red(close_up(image, np.random.default_rng(seed), (2.0, 2.0))) for seed in range(20)]
+    assert 3.0 * red(image) < max(near) < 5.0 * red(image), (max(near), red(image))

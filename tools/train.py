@@ -29,6 +29,15 @@ SCRATCH_LR = 1e-3
 FINE_TUNE_LR = 1e-4
 
 
+def zoom_range(text: str) -> tuple[float, float]:
+    """``MIN,MAX`` as two numbers (argparse type of --close-up-zoom); the trainer checks their range."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX such as 1.2,2, got {text!r}") from None
+    return low, high
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     """The options, their values checked (main checks the datasets); ``lr_origin`` says where --lr came from."""
     p = build_parser()
@@ -78,8 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "random training frame of either set, so colour cannot tell polyp frames from polyp-free "
                         "ones (default 0: off)")
     p.add_argument("--close-up", type=float, default=0.0, metavar="F",
-                   help="show this share of polyp-free training frames from 1.5-3x nearer first (a random window "
+                   help="show this share of polyp-free training frames from nearer first (a random window "
                         "enlarged), as folds and mucosa look from close by (default 0: off)")
+    p.add_argument("--close-up-zoom", type=zoom_range, default=(1.5, 3.0), metavar="MIN,MAX",
+                   help="how much nearer a close-up is, at least and at most (default 1.5,3)")
     p.add_argument("--keep-epochs", action="store_true",
                    help="also keep each epoch's weights as OUT/epoch_NNN.pt (for choosing and weight averaging)")
     add_model_and_schedule_options(p)
@@ -186,6 +197,7 @@ def make_config(args: argparse.Namespace):
         negative_mining=args.negative_mining, polyp_mining=args.polyp_mining, init=args.model,
         freeze_batchnorm=args.freeze_batchnorm, external=args.external, external_every=args.external_every,
         keep_epochs=args.keep_epochs, style_mix=args.style_mix, close_up=args.close_up,
+        close_up_zoom=args.close_up_zoom,
         device=args.device, cache=args.cache)
 
 

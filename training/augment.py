@@ -169,8 +169,9 @@ def restyle(image: np.ndarray, styles: np.ndarray, rng: np.random.Generator) -> 
 
 
 def close_up(image: np.ndarray, rng: np.random.Generator, zoom: tuple[float, float] = CLOSE_UP_ZOOM) -> np.ndarray:
-    """A random window of ``image`` 1.5 to 3 times closer, at the same size: the view of a fold or of
-    mucosa seen from near, which other hospitals' polyp-free frames show often and ours rarely do."""
+    """A random window of ``image`` ``zoom`` (by default 1.5 to 3) times closer, at the same size: the view
+    of a fold or of mucosa seen from near, which other hospitals' polyp-free frames show often and ours
+    rarely do."""
     h, w = image.shape[:2]
     z = float(rng.uniform(*zoom))
     ch, cw = max(8, int(round(h / z))), max(8, int(round(w / z)))
@@ -179,16 +180,17 @@ def close_up(image: np.ndarray, rng: np.random.Generator, zoom: tuple[float, flo
 
 
 def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, styles: np.ndarray | None = None,
-            style_probability: float = 0.0, close_up_probability: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+            style_probability: float = 0.0, close_up_probability: float = 0.0,
+            close_up_zoom: tuple[float, float] = CLOSE_UP_ZOOM) -> tuple[np.ndarray, np.ndarray]:
     """Randomly transform a BGR uint8 image and its 0/1 mask together; returns new arrays.
 
     With ``styles`` (model-size BGR frames), ``style_probability`` of the images first take the look
     of one of them (:func:`restyle`). ``close_up_probability`` of the polyp-free images (empty mask)
-    are first seen from nearer (:func:`close_up`); with 0, no random number is drawn for it, so runs
-    without it repeat exactly.
+    are first seen ``close_up_zoom`` times nearer (:func:`close_up`); with 0, no random number is drawn
+    for it, so runs without it repeat exactly.
     """
     if close_up_probability and not mask.any() and rng.random() < close_up_probability:
-        image = close_up(image, rng)
+        image = close_up(image, rng, close_up_zoom)
     if styles is not None and len(styles) and rng.random() < style_probability:
         image = restyle(image, styles, rng)
     # The guide-box cue first, where real frames carry it (before the geometry moves it).

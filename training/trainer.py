@@ -70,7 +70,8 @@ class TrainConfig:
     external: str = ""            # external validation sets (other hospitals) scored at each validation; "" for none
     external_every: int = 2       # score every N-th frame of each external set (a cheap subsample)
     style_mix: float = 0.0        # share of training images restyled as a random training frame of either set
-    close_up: float = 0.0         # share of polyp-free training frames first seen 1.5-3x nearer
+    close_up: float = 0.0         # share of polyp-free training frames first seen nearer
+    close_up_zoom: tuple[float, float] = (1.5, 3.0)  # how much nearer, at least and at most
     keep_epochs: bool = False     # also keep every epoch's weights as epoch_NNN.pt (for choosing and averaging)
 
 
@@ -224,6 +225,9 @@ def check_config(config: TrainConfig) -> None:
         raise InvalidValue(f"style mix share must lie in [0, 1], got {config.style_mix}")
     if not 0.0 <= config.close_up <= 1.0:
         raise InvalidValue(f"close-up share must lie in [0, 1], got {config.close_up}")
+    low, high = config.close_up_zoom
+    if not 1.0 <= low <= high:
+        raise InvalidValue(f"close-up zoom must be MIN,MAX with 1 <= MIN <= MAX, got {low:g},{high:g}")
     if config.external_every < 1:
         raise InvalidValue(f"external subsample step must be 1 or more, got {config.external_every}")
     if config.negatives and not 0 <= config.negatives_per_batch < config.batch_size:
@@ -378,7 +382,8 @@ def train_step(config: TrainConfig, spec: ModelSpec, data: TrainingData, run: Op
     pairs = [augment(data.train_x[i], data.train_y[i], rng, data.styles, config.style_mix) for i in pos]
     if len(neg):
         empty = np.zeros(data.train_y.shape[1:], np.uint8)
-        pairs += [augment(data.neg_train[i], empty, rng, data.styles, config.style_mix, config.close_up) for i in neg]
+        pairs += [augment(data.neg_train[i], empty, rng, data.styles, config.style_mix, config.close_up,
+                           config.close_up_zoom) for i in neg]
     x, y = to_batch(np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), spec, config.device)
     outputs = run.model(x)
     outputs = outputs if isinstance(outputs, list) else [outputs]
