@@ -133,7 +133,7 @@ def test_webrtc_video_plays_the_frames_the_pipeline_recorded_from_the_recorders_
     # The page reported when it showed each frame: after the pipeline published it, and the callback
     # that read its number ran about then too (the benchmark's two figures).
     shown = [s for s in glass if s["transport"] == "webrtc"]
-    assert len(shown) >= 10, glass[:5]
+    assert len(shown) >= 5, glass[:5]
     assert all(0 < s["added_ms"] < 5000 and abs(s["callback_added_ms"] - s["added_ms"]) < 1000 for s in shown), shown[:5]
     recorded, _, _ = decode(recording)
     in_order = [read_counter(frame) for frame in recorded]
