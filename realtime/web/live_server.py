@@ -110,7 +110,7 @@ class WebView:
     def _run(self) -> None:
         # Not lowered like the encoders: this thread needs little CPU, but when it waits its turn the
         # WebRTC packets leave in bursts and each viewer's jitter buffer grows to absorb them
-        # (53 ms less added delay at p95, pipeline unchanged: docs/PERFORMANCE.md).
+        # (35 ms less added delay at the median p95, pipeline unchanged: docs/PERFORMANCE.md).
         loop = asyncio.new_event_loop()
         self._loop = loop
         asyncio.set_event_loop(loop)
