@@ -5,9 +5,10 @@ Every frame of a clip made from the demo carries its number drawn as black and w
 ``--web`` while 0, 1 or 4 headless Chromium pages watch; the pages read the number of each frame they
 paint and report when it was shown (``?measure=1``; for WebRTC the browser's own time for putting the
 frame on screen, ``expectedDisplayTime``, and, as a second figure, when the page's callback ran), the
-server pairs it with the time the pipeline published that frame (``/glass.json``). Reported per run: the browser's added delay p50/p95/p99 per
-transport (WebRTC, MJPEG), and the pipeline's own figures (output FPS, dropped frames, video delay and
-annotation delay p95) so that viewers can be seen to cost the pipeline nothing.
+server pairs it with the time the pipeline published that frame (``/glass.json``). Reported per run:
+the browser's added delay p50/p95/p99 per transport (WebRTC, MJPEG), and the pipeline's own figures
+(output FPS, dropped frames, video delay and annotation delay p95) so that viewers can be seen to
+cost the pipeline nothing.
 
 Both ends run on one machine with one clock, so "added" is paint time minus publish time exactly;
 what the local window adds over publishing (one ``imshow``, well under a frame) is not subtracted.

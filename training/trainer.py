@@ -27,7 +27,7 @@ from polyp_live.core.errors import MissingFile, InvalidValue, PolypLiveError
 from polyp_live.core.preprocess import normalize
 from polyp_live.core.spec import ModelSpec
 from polyp_live.core.decision import candidate_score
-from polyp_live.training.augment import augment
+from polyp_live.training.augment import CLOSE_UP_ZOOM, augment
 from polyp_live.training.dataset import load_split
 from polyp_live.training.external_validation import curve_area, load_external_arrays
 from polyp_live.training.losses import negative_peak_loss, polyp_core_loss, segmentation_loss
@@ -71,7 +71,7 @@ class TrainConfig:
     external_every: int = 2       # score every N-th frame of each external set (a cheap subsample)
     style_mix: float = 0.0        # share of training images restyled as a random training frame of either set
     close_up: float = 0.0         # share of polyp-free training frames first seen nearer
-    close_up_zoom: tuple[float, float] = (1.5, 3.0)  # how much nearer, at least and at most
+    close_up_zoom: tuple[float, float] = CLOSE_UP_ZOOM  # how much nearer, at least and at most
     keep_epochs: bool = False     # also keep every epoch's weights as epoch_NNN.pt (for choosing and averaging)
 
 
