@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from polyp_live.core.errors import PolypLiveError
+from polyp_live.core.errors import PolypLiveError, SourceError
 from polyp_live.core.datasets import read_pair, scan, split_stems
 from polyp_live.core.spec import ModelSpec
 from polyp_live.core.readers import IMAGE_SUFFIXES, read_whole_image
 from polyp_live.core.segmenter import prepare_still
 from polyp_live.cache import model_cache_dir
+from polyp_live.realtime.video_file import VideoFileSource
 
 
 class CalibrationError(PolypLiveError, ValueError):
@@ -51,23 +52,33 @@ def sample_frames(source: str | Path, count: int = 500, split: str = "train",
 
 
 def video_frames(path: Path, count: int, name: str = "calibration source") -> list[np.ndarray]:
-    """``count`` frames spread evenly over a video, decoded in order by PyAV as the live path decodes
-    (no seeking: OpenCV's seek lands on keyframes or between them, depending on the file)."""
-    import av  # noqa: PLC0415 - FFmpeg, only for a video source
+    """``count`` frames spread evenly over a video, read in order by the live path's reader (no
+    seeking: a seek lands on keyframes or between them, depending on the file), so a damaged frame
+    is skipped here as it is skipped live, and positions are counted in the file, not in pictures."""
+    source = VideoFileSource(str(path))
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise CalibrationError(f"{name} {path} has no video stream; pass a video, an image folder or a dataset")
-            stream = container.streams.video[0]
-            # The header's count, else the packets (demuxing is cheap; decoding every frame is not).
-            total = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
-            wanted = set(_evenly(total, count))
-            container.seek(0)
-            frames = [f.to_ndarray(format="bgr24") for i, f in enumerate(container.decode(stream)) if i in wanted]
-    except av.error.FFmpegError:
-        raise CalibrationError(f"{name} {path} yields no decodable frames: FFmpeg cannot read it as a video; "
-                               "pass another file") from None
+        source.open()
+        total = source.frame_count or _count_frames(source)
+        wanted, frames = set(_evenly(total, count)), []
+        last = max(wanted, default=-1)
+        while source.last_index < last and (frame := source.read()) is not None:
+            if source.last_index in wanted:
+                frames.append(frame)
+    except SourceError as exc:
+        detail = str(exc).removeprefix(f"video file {path} ")
+        raise CalibrationError(f"{name} {path} yields no decodable frames: {detail}") from None
+    finally:
+        source.close()
     return frames
+
+
+def _count_frames(source: VideoFileSource) -> int:
+    """Frames in a file whose header gives no length: read once to the end, then start again."""
+    while source.read() is not None:
+        pass
+    total = source.last_index + 1
+    source.rewind()
+    return total
 
 
 def build_calibration_set(source: str | Path, spec: ModelSpec, count: int = 500, split: str = "train") -> np.ndarray:

@@ -6,7 +6,7 @@
     0 core          core/, and the package root's version, bundled files and cache folder
 
 A module may import its own layer and the layers below. Within layer 2 the three applications stay
-apart, except for the one edge declared in SIBLING_EDGES. Outside the commands, modules of ours are
+apart, except for the edges declared in SIBLING_EDGES. Outside the commands, modules of ours are
 imported at the top of a module (where a reader sees them), except the lazy imports in LAZY. Every
 rule here reads the source with ``ast``: nothing is imported, so the test needs no optional extra.
 Run this file to list the back-arrows (``python tests/test_layers.py``).
@@ -30,6 +30,8 @@ SIBLING_EDGES = {
         "video evaluation scores the live path itself: it reads clips with the live sources",
     ("polyp_live.training.video_evaluation", "polyp_live.realtime.appearances"):
         "... and counts appearances with the live tracker",
+    ("polyp_live.calibration.frames", "polyp_live.realtime.video_file"):
+        "calibration draws a video's frames with the live reader, so damaged frames are skipped as live",
 }
 # (importer module, imported module): imports kept inside a function, and why.
 LAZY = {

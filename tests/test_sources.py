@@ -102,6 +102,19 @@ def test_damage_in_the_middle_is_skipped_counted_exactly_and_the_intact_rest_is_
     assert source.ended_early is None
 
 
+def test_calibration_draws_only_intact_frames_of_a_damaged_video_spread_over_it(tmp_path):
+    """INT8 calibration reads a video with the live reader: no error-concealed smear calibrates the model."""
+    from polyp_live.calibration.frames import sample_frames
+    clean = write_numbered(tmp_path / "clean.mp4")
+    refs = reference(clean)
+    frames = sample_frames(damaged_copy(clean, tmp_path / "damaged.mp4"), count=8)
+    found = [identify(frame, refs) for frame in frames]
+    ids = [i for i, _ in found]
+    assert max(error for _, error in found) < 3.0
+    assert ids == sorted(set(ids)) and len(ids) >= 5
+    assert ids[0] == 0 and ids[-1] == FRAMES - 1  # spread over the file's positions, to its last frame
+
+
 def test_the_run_says_how_many_damaged_frames_it_skipped(tmp_path, brightness_model, capsys):
     bad = damaged_copy(write_numbered(tmp_path / "clean.mp4"), tmp_path / "damaged.mp4")
     stats = tmp_path / "s.json"
