@@ -23,6 +23,13 @@ from polyp_live.core.errors import InvalidValue
 from polyp_live.core.spec import ModelSpec
 
 
+def score_text(threshold: float) -> str:
+    """A score threshold as people read it: three decimals, more where the threshold has them
+    (0.996, 0.9995, 0.99998), so that a point above 0.999 is not printed as 1.000."""
+    threshold = float(threshold)
+    return f"{threshold:.3f}" if abs(threshold - round(threshold, 3)) < 1e-9 else f"{threshold:.6g}"
+
+
 @dataclass(frozen=True)
 class DecisionConfig:
     """Operating point of the presence decision.

@@ -14,6 +14,8 @@ import json
 import os
 from pathlib import Path
 
+from polyp_live.core.decision import score_text
+
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
@@ -23,6 +25,10 @@ def _fmt(value, digits: int = 2, unit: str = "") -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}{unit}"
     return f"{value}{unit}"
+
+
+def _score(value) -> str:
+    return score_text(value) if isinstance(value, (int, float)) else "–"
 
 
 def _timeline_svg(timeline: dict, appearances: list[dict], start: float, width: int = 900, height: int = 140) -> str:
@@ -74,7 +80,7 @@ def render_html(summary: dict) -> str:
         ("source", info.get("source", "")), ("duration", _fmt(summary.get("wall_s"), 1, " s")),
         ("frames shown", counters.get("frames_out", 0)), ("model", info.get("model", "")),
         ("runtime", info.get("backend", "")), ("precision", info.get("precision", "")),
-        ("operating point", f"score ≥ {_fmt(decision.get('score_threshold'), 3)}, persistence "
+        ("operating point", f"score ≥ {_score(decision.get('score_threshold'))}, persistence "
                             f"{decision.get('k', 1)}/{decision.get('n', 1)}, smallest region "
                             f"{_fmt(100 * decision.get('min_area_fraction', 0.0), 2)} % of the view"),
         ("software", f"polyp-live {info.get('version', '')}"),

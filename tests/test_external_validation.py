@@ -17,6 +17,7 @@ from polyp_live.core.datasets import DatasetError
 from polyp_live.training.external_validation import (LabelledSet, MaskedSet, curve_area, detection_at_false_alarms,
                                                       find_external_sets, roc_points, run_masked_sequences,
                                                       score_labelled, summarise_runs)
+from polyp_live.core.decision import score_text
 from polyp_live.training.frame_evaluation import SCORE_SWEEP, FrameScores, choose_operating_point
 from polyp_live.training.video_evaluation import Variant
 from test_evaluate import frame, make_sets
@@ -57,6 +58,16 @@ def test_the_operating_point_keeps_both_polyp_free_sets_within_their_targets():
     assert both.chosen_on == "val + c1" and both.detection_rate == 0.5
     # A looser target on the other set lets the lower threshold through again.
     assert choose_operating_point(ours, 0.0, "val", {"c1": other}, 0.1).score_threshold == SCORE_SWEEP[0]
+
+
+def test_the_operating_point_can_lie_above_0999_where_saturated_peaks_crowd():
+    """A fine-tune whose polyp-free peaks reach 0.9993 still gets a point that keeps its polyps."""
+    ours = FrameScores(["p"] * 4, np.array([0.99999, 0.99996, 0.9999, 0.5]), np.ones((4, len(SCORE_SWEEP)), bool),
+                       ["n"] * 10, np.array([0.9993] + [0.1] * 9), 0.5, 0.0)
+    other = np.array([0.99985] + [0.2] * 9)
+    point = choose_operating_point(ours, 0.0, "val", {"c1": other}, 0.0)
+    assert point.score_threshold == 0.9999 and point.detection_rate == 0.75 and point.false_alarm_rate == 0.0
+    assert [score_text(t) for t in (0.5, 0.996, 0.9995, 0.99998)] == ["0.500", "0.996", "0.9995", "0.99998"]
 
 
 def write_labelled(root, polyp_levels, free_levels):

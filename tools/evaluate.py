@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from polyp_live.arguments import printable
+from polyp_live.core.decision import score_text
 
 if TYPE_CHECKING:  # annotations only: the command imports its dependencies once its options are checked
     from polyp_live.core.spec import ModelSpec
@@ -206,7 +207,7 @@ def print_results(console, args: argparse.Namespace, outcome: Outcome) -> None:
 
     result, summary = outcome.result, outcome.summary
     table = Table(title=escape(f"{args.model} on {args.split} ({summary['images']} polyp images, pixel threshold "
-                               f"{outcome.threshold:.2f}, score threshold {outcome.score_threshold:.3f})"))
+                               f"{outcome.threshold:.2f}, score threshold {score_text(outcome.score_threshold)})"))
     table.add_column("metric")
     table.add_column("mean per image", justify="right")
     table.add_column("pooled", justify="right")
@@ -219,13 +220,13 @@ def print_results(console, args: argparse.Namespace, outcome: Outcome) -> None:
         console.print(f"best pixel threshold: {summary['best_threshold']:.2f}")
     if outcome.frame_summary is not None:
         at = outcome.frame_summary["at_operating_point"]
-        console.print(f"frames at score threshold {outcome.score_threshold:.3f}: polyp detected on {at['detected']}/"
+        console.print(f"frames at score threshold {score_text(outcome.score_threshold)}: polyp detected on {at['detected']}/"
                       f"{at['polyp_images']} images ({100 * at['detection_rate']:.1f} %), false alarms on "
                       f"{at['false_alarms']}/{at['polyp_free_frames']} polyp-free frames "
                       f"({100 * at['false_alarm_rate']:.1f} %)")
         if outcome.point is not None:
             console.print(f"chosen operating point on {outcome.point.chosen_on}: score threshold "
-                          f"{outcome.point.score_threshold:.3f} (false-alarm target {args.false_alarm_target:.3f})")
+                          f"{score_text(outcome.point.score_threshold)} (false-alarm target {args.false_alarm_target:.3f})")
     if outcome.external is not None:
         print_external(console, outcome.external[0])
 

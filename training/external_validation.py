@@ -32,7 +32,7 @@ from polyp_live.core.backend import Backend
 from polyp_live.core.preprocess import resize_for_model
 from polyp_live.core.spec import ModelSpec
 from polyp_live.core.config import PipelineConfig
-from polyp_live.core.decision import DecisionConfig, region_scores
+from polyp_live.core.decision import DecisionConfig, region_scores, score_text
 from polyp_live.core.roi import detect_fov
 from polyp_live.core.segmenter import Segmenter
 from polyp_live.core.readers import IMAGE_SUFFIXES, read_whole_image
@@ -410,7 +410,7 @@ def plot_curve(scores: LabelledScores, threshold: float, path: str | Path, title
     at = scores.at(threshold)
     ax.plot(fa, det, "-", lw=1.5, label=f"area {curve_area(scores.polyp_scores, scores.free_scores):.3f}")
     ax.plot([100 * at["false_alarm_rate"]], [100 * at["detection_rate"]], "r*", ms=14,
-            label=f"operating point: score {threshold:.3f}")
+            label=f"operating point: score {score_text(threshold)}")
     ax.axvline(2.0, color="grey", lw=0.8, ls=":")
     save_detection_plot(plt, fig, ax, path, title, "polyp frames detected (%)")
 

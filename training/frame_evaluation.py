@@ -21,13 +21,17 @@ import numpy as np
 
 from polyp_live.core.backend import Backend
 from polyp_live.core.config import PipelineConfig
-from polyp_live.core.decision import DecisionConfig, PresenceDecision, region_scores
+from polyp_live.core.decision import DecisionConfig, PresenceDecision, region_scores, score_text
 from polyp_live.core.roi import Roi
 from polyp_live.core.segmenter import Segmenter
 from polyp_live.core.datasets import read_pair, scan, split_stems
 
-SCORE_SWEEP = tuple(round(float(t), 4) for t in np.concatenate([np.arange(0.50, 0.90, 0.02), np.arange(0.90, 0.99, 0.005),
-                                                                 np.arange(0.99, 0.9995, 0.001)]))
+# Finer towards 1, where fine-tuned models' peaks on polyp-free frames crowd. Above 0.999 the steps are
+# about equal in the logit (7.6 to 11.5): the sigmoid runs in FP32 in every precision flavour
+# (engines/precision.py), so an FP16 or INT8 engine still tells these thresholds apart.
+SCORE_SWEEP = tuple(round(float(t), 5) for t in np.concatenate([np.arange(0.50, 0.90, 0.02), np.arange(0.90, 0.99, 0.005),
+                                                                 np.arange(0.99, 0.9995, 0.001),
+                                                                 [0.9995, 0.9998, 0.9999, 0.99995, 0.99998, 0.99999]]))
 
 
 @dataclass
@@ -199,7 +203,7 @@ def plot_sweep(rows: list[dict], point: OperatingPoint | None, path: str | Path,
     ax.plot(fa, loc, "-s", ms=3, alpha=0.7, label="flagged region touches the polyp")
     if point is not None:
         ax.plot([100 * point.false_alarm_rate], [100 * point.detection_rate], "r*", ms=14,
-                label=f"operating point: score {point.score_threshold:.3f}")
+                label=f"operating point: score {score_text(point.score_threshold)}")
     labelled = set()
     for r, x, y in zip(rows, fa, det):
         # Label round thresholds, once per point: several thresholds often give the same rates.
