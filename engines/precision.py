@@ -24,6 +24,9 @@ from polyp_live.engines.onnx_file import read_onnx
 FLAVOURS = ("tensorrt", "onnxruntime")
 # Ops whose FP16 versions overflow or lose the decision boundary: the sigmoid head and reductions.
 FP32_OPS = ["Sigmoid", "ReduceMean", "GlobalAveragePool", "Softmax"]
+# Bumped when the graphs made here change what an engine computes, so that a cached engine built from
+# an older graph is rebuilt. 2: the FP16 graph's probability leaves it from the FP32 sigmoid.
+GRAPH_REVISION = 2
 
 
 def _sigmoid_nodes(model) -> list[str]:
@@ -65,6 +68,39 @@ def topological_sort(graph) -> None:
     graph.node.extend(ordered)
 
 
+def drop_round_trip_casts(graph) -> None:
+    """Remove FP32 -> FP16 -> FP32 cast pairs after the ops kept in FP32.
+
+    The converter casts a kept op's FP32 output down to FP16 and, for a graph output, straight back up:
+    the sigmoid's probability would leave the graph rounded to FP16, whose steps below 1 are 0.0005,
+    so every score threshold between 0.999 and 1 would read the same three values. Each tensor cast
+    round trip is replaced by the FP32 tensor itself, under the outer cast's name (so the graph output
+    keeps its name); a down-cast that still has FP16 consumers stays for them.
+    """
+    from onnx import TensorProto
+
+    def cast_to(node):
+        return next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
+
+    producers = {out: n for n in graph.node for out in n.output}
+    for up in [n for n in graph.node if cast_to(n) == TensorProto.FLOAT]:
+        down = producers.get(up.input[0])
+        source = producers.get(down.input[0]) if down is not None and cast_to(down) == TensorProto.FLOAT16 else None
+        if source is None or source.op_type not in FP32_OPS:
+            continue
+        old, new = down.input[0], up.output[0]
+        graph.node.remove(up)
+        for node in graph.node:  # the FP32 tensor takes the up-cast's name everywhere it is read
+            node.input[:] = [new if name == old else name for name in node.input]
+            node.output[:] = [new if name == old else name for name in node.output]
+        if not any(down.output[0] in n.input for n in graph.node) and down.output[0] not in {o.name for o in graph.output}:
+            graph.node.remove(down)
+        for info in graph.value_info:
+            if info.name == old:
+                info.name = new
+        producers = {out: n for n in graph.node for out in n.output}
+
+
 def convert_fp16(onnx_in: str | Path, onnx_out: str | Path) -> Path:
     """FP16 graph with FP32 inputs and outputs, keeping :data:`FP32_OPS` in FP32."""
     import onnx
@@ -73,6 +109,7 @@ def convert_fp16(onnx_in: str | Path, onnx_out: str | Path) -> Path:
     model = read_onnx(onnx_in)
     _name_nodes(model)
     fp16 = convert_float_to_float16(model, keep_io_types=True, op_block_list=FP32_OPS)
+    drop_round_trip_casts(fp16.graph)
     topological_sort(fp16.graph)  # the converter appends its input casts at the end
     onnx.checker.check_model(fp16)
     onnx.save(fp16, str(onnx_out))

@@ -17,7 +17,7 @@ from polyp_live.engines.cuda_memory import gpu_info
 from polyp_live.core.errors import MissingFile, InvalidValue, PolypLiveError, BackendUnavailableError
 from polyp_live.core.spec import ModelSpec
 from polyp_live.cache import artefact_path
-from polyp_live.engines.precision import convert_fp16, quantize_int8
+from polyp_live.engines.precision import GRAPH_REVISION, convert_fp16, quantize_int8
 
 PRECISIONS = ("fp32", "fp16", "int8")
 # Lowest compute capability with native support for each precision.
@@ -121,7 +121,8 @@ def build_engine(onnx_path: str | Path, out: str | Path, precision: str = "fp16"
 
 
 def cached_engine_path(onnx_path: str | Path, precision: str, trt_version: str, info: dict) -> Path:
-    """Cached engine of ``onnx_path``, named for GPU, compute capability, TensorRT version and precision.
+    """Cached engine of ``onnx_path``, named for GPU, compute capability, TensorRT version, precision and
+    the revision of the precision graphs (:data:`~polyp_live.engines.precision.GRAPH_REVISION`).
 
     Beside a user's ONNX in a writable folder, else in the user cache keyed by the ONNX's sha256
     (:mod:`polyp_live.cache`): the bundled model's folder in site-packages is not ours to write.
@@ -129,4 +130,4 @@ def cached_engine_path(onnx_path: str | Path, precision: str, trt_version: str, 
     gpu = "".join(ch if ch.isalnum() else "-" for ch in info["gpu"].lower()).strip("-")
     cc = info["compute_capability"].replace(".", "")
     onnx_path = Path(onnx_path)
-    return artefact_path(onnx_path, f"{onnx_path.stem}.{gpu}-sm{cc}-trt{trt_version}-{precision}.engine")
+    return artefact_path(onnx_path, f"{onnx_path.stem}.{gpu}-sm{cc}-trt{trt_version}-{precision}-g{GRAPH_REVISION}.engine")

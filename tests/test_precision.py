@@ -100,6 +100,19 @@ def test_int8_qdq_is_valid_agrees_and_keeps_the_head_in_float(conv_model, tmp_pa
     assert dice >= 0.98
 
 
+def test_fp16_probabilities_near_1_keep_fp32_resolution(conv_model, tmp_path):
+    """Score thresholds above 0.999 must mean the same on an FP16 engine: the probability leaves the
+    graph from the FP32 sigmoid, not rounded to FP16 (whose steps there are 0.0005)."""
+    out = convert_fp16(conv_model, tmp_path / "fp16.onnx")
+    ref, cand = OnnxRuntimeBackend(conv_model), OnnxRuntimeBackend(out, spec=TEST_SPEC)
+    x = frames(4) * 2.5  # brighter than any frame: logits of 7 to 12, probabilities 0.999-0.99999
+    a, b = ref.infer(x[:1]), cand.infer(x[:1])
+    high = a > 0.999
+    assert high.sum() > 50
+    assert np.abs(a - b)[high].max() < 5e-5
+    assert len(np.unique(b[high])) > 20
+
+
 def test_calibration_sampling_is_deterministic_and_spread_over_the_video(tmp_path):
     clip = write_video(tmp_path / "c.mp4", count=40)
     a = build_calibration_set(clip, TEST_SPEC, count=8)

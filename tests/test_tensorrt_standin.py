@@ -101,7 +101,7 @@ def test_onnx_with_tensorrt_backend_builds_once_and_caches_beside_it(fake_gpu, b
     cudart, trt = fake_gpu
     first = load_backend(brightness_model, "tensorrt")
     cached = list(brightness_model.parent.glob("*.engine"))
-    assert [p.name for p in cached] == ["bright.nvidia-fake-gpu-sm89-trt11.0.0-fp16.engine"]
+    assert [p.name for p in cached] == ["bright.nvidia-fake-gpu-sm89-trt11.0.0-fp16-g2.engine"]
     builds = sum(1 for c in trt.calls if c[0] == "build_serialized_network")
     first.close()
     load_backend(brightness_model, "tensorrt").close()
@@ -145,7 +145,7 @@ def test_build_engine_without_out_writes_where_the_backend_looks(fake_gpu, brigh
     from polyp_live.tools import build_engine
     cudart, trt = fake_gpu
     assert build_engine.main(["--model", str(brightness_model), "--precision", "fp16"]) == 0
-    assert [p.name for p in brightness_model.parent.glob("*.engine")] == ["bright.nvidia-fake-gpu-sm89-trt11.0.0-fp16.engine"]
+    assert [p.name for p in brightness_model.parent.glob("*.engine")] == ["bright.nvidia-fake-gpu-sm89-trt11.0.0-fp16-g2.engine"]
     load_backend(brightness_model, "tensorrt").close()  # found, not built again
     assert sum(1 for c in trt.calls if c[0] == "build_serialized_network") == 1
 
@@ -164,7 +164,7 @@ def test_engine_of_a_model_in_a_read_only_folder_is_cached_by_the_models_hash(fa
     monkeypatch.setattr(os, "access", lambda path, mode: not str(path).startswith(str(shared)))
     load_backend(model, "tensorrt").close()
     folder = tmp_path / "xdg" / "polyp-live" / "models" / f"bright-{file_sha256(model)[:12]}"
-    assert [p.name for p in folder.glob("*.engine")] == ["bright.nvidia-fake-gpu-sm89-trt11.0.0-fp16.engine"]
+    assert [p.name for p in folder.glob("*.engine")] == ["bright.nvidia-fake-gpu-sm89-trt11.0.0-fp16-g2.engine"]
     assert not list(shared.glob("*.engine"))
 
 
