@@ -155,3 +155,44 @@ def test_close_up_zoom_sets_how_much_nearer():
     assert np.array_equal(same, image)
     near = [red(close_up(image, np.random.default_rng(seed), (2.0, 2.0))) for seed in range(20)]
     assert 3.0 * red(image) < max(near) < 5.0 * red(image), (max(near), red(image))
+
+
+def test_processor_looks_change_contrast_detail_and_light_as_named():
+    from polyp_live.training.augment import equalised, structure_enhanced, vignetted
+    rng = np.random.default_rng(0)
+    # A dim, flat frame with faint texture: equalisation spreads its lightness, keeping it a colour image.
+    flat = np.clip(100 + rng.normal(0, 4, (128, 128, 3)), 0, 255).astype(np.uint8)
+    flat[..., 2] = np.clip(flat[..., 2].astype(int) + 40, 0, 255)  # reddish, as mucosa
+    eq = equalised(flat, 3.0, 8)
+    lightness = lambda im: cv2.cvtColor(im, cv2.COLOR_BGR2LAB)[..., 0].astype(float)
+    assert lightness(eq).std() > 2 * lightness(flat).std()
+    assert (eq[..., 2].astype(int) - eq[..., 0].astype(int)).mean() > 20  # still red, not grey
+    # Sharpening steepens an edge and leaves flat areas alone.
+    edge = np.full((64, 64, 3), 80, np.uint8)
+    edge[:, 32:] = 160
+    edge = cv2.GaussianBlur(edge, (0, 0), 2.0)
+    sharp = structure_enhanced(edge, 2.0, 1.0)
+    gradient = lambda im: np.abs(np.diff(im[32, :, 1].astype(int))).max()
+    assert gradient(sharp) > 1.2 * gradient(edge)
+    assert abs(int(sharp[32, 5, 1]) - int(edge[32, 5, 1])) <= 1 and abs(int(sharp[32, 60, 1]) - int(edge[32, 60, 1])) <= 1
+    # A vignette keeps the centre and darkens the corner to 1 - strength.
+    grey = np.full((101, 101, 3), 200, np.uint8)
+    v = vignetted(grey, 0.5, 2.0)
+    assert v[50, 50, 0] == 200 and 95 <= v[0, 0, 0] <= 105 and v[0, 0, 0] < v[25, 25, 0] < v[50, 50, 0]
+
+
+def test_processor_look_keeps_the_mask_and_costs_nothing_when_off():
+    image, mask = disc_image()
+    # Off, an image is transformed exactly as before the option existed.
+    a, am = augment(image, mask, np.random.default_rng(7), processor_probability=0.0)
+    b, bm = augment(image, mask, np.random.default_rng(7))
+    assert np.array_equal(a, b) and np.array_equal(am, bm)
+    # On, every image changes, and the mask still lies on the (red) disc.
+    from polyp_live.training.augment import processor_look
+    for seed in range(12):
+        looked = processor_look(image, np.random.default_rng(seed))
+        assert looked.shape == image.shape and looked.dtype == np.uint8 and not np.array_equal(looked, image)
+        out, out_mask = augment(image, mask, np.random.default_rng(seed), processor_probability=1.0)
+        if out_mask.sum() > 50:
+            red = out[..., 2].astype(int) - out[..., 0].astype(int)
+            assert red[out_mask.astype(bool)].mean() > red[~out_mask.astype(bool)].mean()

@@ -619,6 +619,8 @@ def test_external_sets_are_scored_each_epoch_and_join_the_checkpoint_choice(tmp_
     assert_resumed_run_matches(data, tmp_path, settings)
     with pytest.raises(ValueError, match="style mix share must lie in"):
         train(tiny_config(data, tmp_path / "bad", style_mix=2.0))
+    with pytest.raises(ValueError, match=r"processor-look share must lie in \[0, 1\], got -0.1"):
+        train(tiny_config(data, tmp_path / "bad", processor_look=-0.1))
     with pytest.raises(ValueError, match="close-up zoom must be MIN,MAX with 1 <= MIN <= MAX, got 2,1.5"):
         train(tiny_config(data, tmp_path / "bad", close_up=0.5, close_up_zoom=(2.0, 1.5)))
 

@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "enlarged), as folds and mucosa look from close by (default 0: off)")
     p.add_argument("--close-up-zoom", type=zoom_range, default=None, metavar="MIN,MAX",
                    help="how much nearer a close-up is, at least and at most (default 1.5,3)")
+    p.add_argument("--processor-look", type=float, default=0.0, metavar="F",
+                   help="render this share of training images as another endoscope processor would: contrast-limited "
+                        "equalisation (CLAHE), structure enhancement (sharpening) or a vignette (default 0: off)")
     p.add_argument("--keep-epochs", action="store_true",
                    help="also keep each epoch's weights as OUT/epoch_NNN.pt (for choosing and weight averaging)")
     add_model_and_schedule_options(p)
@@ -197,6 +200,7 @@ def make_config(args: argparse.Namespace):
         negative_mining=args.negative_mining, polyp_mining=args.polyp_mining, init=args.model,
         freeze_batchnorm=args.freeze_batchnorm, external=args.external, external_every=args.external_every,
         keep_epochs=args.keep_epochs, style_mix=args.style_mix, close_up=args.close_up,
+        processor_look=args.processor_look,
         **({"close_up_zoom": args.close_up_zoom} if args.close_up_zoom else {}),   # else the trainer's default
         device=args.device, cache=args.cache)
 

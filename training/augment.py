@@ -2,7 +2,8 @@
 
 Besides the geometric and colour changes, the transforms imitate what differs between endoscopy
 centres and processors: white balance and gamma, blur and motion blur, JPEG re-compression, sensor
-noise, specular highlights, black borders of other shapes and on-screen text. The lower-left
+noise, specular highlights, black borders of other shapes and on-screen text, and (as an option)
+other processors' rendering: contrast-limited equalisation, structure enhancement and vignetting. The lower-left
 scope-guide box is neutralised on frames of both kinds: Kvasir-SEG polyp frames often carry a green
 box there while the polyp-free frames had it painted black, so without this a model can learn
 "green box means polyp".
@@ -179,20 +180,65 @@ def close_up(image: np.ndarray, rng: np.random.Generator, zoom: tuple[float, flo
     return cv2.resize(image[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def equalised(image: np.ndarray, clip_limit: float, tiles: int) -> np.ndarray:
+    """``image`` with contrast-limited adaptive histogram equalisation (CLAHE) on its lightness only,
+    as some processors and video archives enhance contrast; hue and saturation are kept."""
+    lab = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)
+    lab[..., 0] = cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=(tiles, tiles)).apply(
+        np.ascontiguousarray(lab[..., 0]))
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
+
+
+def structure_enhanced(image: np.ndarray, sigma: float, amount: float) -> np.ndarray:
+    """``image`` sharpened by an unsharp mask (``amount`` times the detail finer than ``sigma``), as a
+    processor's structure or edge enhancement draws vessels and mucosal pits harder."""
+    blurred = cv2.GaussianBlur(image, (0, 0), sigma)
+    return cv2.addWeighted(image, 1.0 + amount, blurred, -amount, 0)
+
+
+def vignetted(image: np.ndarray, strength: float, power: float, centre: tuple[float, float] = (0.5, 0.5)) -> np.ndarray:
+    """``image`` darkened towards its edges: brightness falls to ``1 - strength`` at the farthest corner
+    from ``centre`` (fractions of the frame) as ``(r / r_max) ** power``, as other optics and light
+    guides light the field less evenly."""
+    h, w = image.shape[:2]
+    cy, cx = centre[0] * (h - 1), centre[1] * (w - 1)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r = np.hypot(yy - cy, xx - cx)
+    gain = 1.0 - strength * (r / max(float(r.max()), 1e-6)) ** power
+    return np.clip(image * gain[..., None], 0, 255).astype(np.uint8)
+
+
+def processor_look(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The same view as another endoscope processor or scope would render it: one of contrast-limited
+    equalisation (:func:`equalised`), structure enhancement (:func:`structure_enhanced`) or a
+    vignette (:func:`vignetted`), each with random settings."""
+    u = rng.random()
+    if u < 1 / 3:
+        return equalised(image, float(rng.uniform(1.5, 4.0)), int(rng.integers(4, 9)))
+    if u < 2 / 3:
+        return structure_enhanced(image, float(rng.uniform(1.0, 3.0)), float(rng.uniform(0.5, 1.5)))
+    return vignetted(image, float(rng.uniform(0.3, 0.7)), float(rng.uniform(1.5, 3.0)),
+                     (float(rng.uniform(0.35, 0.65)), float(rng.uniform(0.35, 0.65))))
+
+
 def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, styles: np.ndarray | None = None,
             style_probability: float = 0.0, close_up_probability: float = 0.0,
-            close_up_zoom: tuple[float, float] = CLOSE_UP_ZOOM) -> tuple[np.ndarray, np.ndarray]:
+            close_up_zoom: tuple[float, float] = CLOSE_UP_ZOOM,
+            processor_probability: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Randomly transform a BGR uint8 image and its 0/1 mask together; returns new arrays.
 
     With ``styles`` (model-size BGR frames), ``style_probability`` of the images first take the look
     of one of them (:func:`restyle`). ``close_up_probability`` of the polyp-free images (empty mask)
-    are first seen ``close_up_zoom`` times nearer (:func:`close_up`); with 0, no random number is drawn
-    for it, so runs without it repeat exactly.
+    are first seen ``close_up_zoom`` times nearer (:func:`close_up`). ``processor_probability`` of
+    the images then take another processor's rendering (:func:`processor_look`). With a share of 0,
+    no random number is drawn for it, so runs without it repeat exactly.
     """
     if close_up_probability and not mask.any() and rng.random() < close_up_probability:
         image = close_up(image, rng, close_up_zoom)
     if styles is not None and len(styles) and rng.random() < style_probability:
         image = restyle(image, styles, rng)
+    if processor_probability and rng.random() < processor_probability:
+        image = processor_look(image, rng)
     # The guide-box cue first, where real frames carry it (before the geometry moves it).
     u = rng.random()
     if u < 0.45:

@@ -72,6 +72,7 @@ class TrainConfig:
     style_mix: float = 0.0        # share of training images restyled as a random training frame of either set
     close_up: float = 0.0         # share of polyp-free training frames first seen nearer
     close_up_zoom: tuple[float, float] = CLOSE_UP_ZOOM  # how much nearer, at least and at most
+    processor_look: float = 0.0   # share of training images rendered as another processor would (CLAHE, sharpening, vignette)
     keep_epochs: bool = False     # also keep every epoch's weights as epoch_NNN.pt (for choosing and averaging)
 
 
@@ -225,6 +226,8 @@ def check_config(config: TrainConfig) -> None:
         raise InvalidValue(f"style mix share must lie in [0, 1], got {config.style_mix}")
     if not 0.0 <= config.close_up <= 1.0:
         raise InvalidValue(f"close-up share must lie in [0, 1], got {config.close_up}")
+    if not 0.0 <= config.processor_look <= 1.0:
+        raise InvalidValue(f"processor-look share must lie in [0, 1], got {config.processor_look}")
     low, high = config.close_up_zoom
     if not 1.0 <= low <= high:
         raise InvalidValue(f"close-up zoom must be MIN,MAX with 1 <= MIN <= MAX, got {low:g},{high:g}")
@@ -379,11 +382,12 @@ def epoch_schedule(config: TrainConfig, spec: ModelSpec, data: TrainingData, run
 
 def train_step(config: TrainConfig, spec: ModelSpec, data: TrainingData, run: Optimisation, pos, neg, rng) -> float:
     """One optimiser step on the polyp images ``pos`` and the polyp-free frames ``neg``; its loss."""
-    pairs = [augment(data.train_x[i], data.train_y[i], rng, data.styles, config.style_mix) for i in pos]
+    pairs = [augment(data.train_x[i], data.train_y[i], rng, data.styles, config.style_mix,
+                     processor_probability=config.processor_look) for i in pos]
     if len(neg):
         empty = np.zeros(data.train_y.shape[1:], np.uint8)
         pairs += [augment(data.neg_train[i], empty, rng, data.styles, config.style_mix, config.close_up,
-                           config.close_up_zoom) for i in neg]
+                           config.close_up_zoom, config.processor_look) for i in neg]
     x, y = to_batch(np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), spec, config.device)
     outputs = run.model(x)
     outputs = outputs if isinstance(outputs, list) else [outputs]
