@@ -88,8 +88,11 @@ def source_frames(demo_counter_clip) -> list[np.ndarray]:
 def looping(demo_counter_clip, tmp_path_factory):
     """The counter clip looping in --realtime with the bundled model, served with an access token."""
     folder = tmp_path_factory.mktemp("looping")
+    # A generous annotation age: these tests check what is drawn, not how fast. On a slow machine
+    # (inference of 130-350 ms beside the browser) every mask is older than the product's 250 ms
+    # cut-off and is, rightly, not drawn; that speed is measured by benchmark-web, not asserted here.
     run = Served(LIVE, ["--source", str(demo_counter_clip), "--realtime", "--loop", "--headless", "--quiet",
-               "--web", "127.0.0.1:0", "--web-token", TOKEN], folder)
+               "--max-annotation-age", "3000", "--web", "127.0.0.1:0", "--web-token", TOKEN], folder)
     yield run
     run.stop()
 
@@ -104,9 +107,13 @@ def differing_fraction(picture: np.ndarray, source: np.ndarray) -> float:
 
 # ---- WebRTC: the video plays and shows exactly what the pipeline sent ----------------------------------
 
-def test_webrtc_video_plays_the_frames_the_pipeline_recorded_from_the_recorders_encoder(demo_counter_clip, tmp_path):
+def test_webrtc_video_plays_the_frames_the_pipeline_recorded_from_the_recorders_encoder(tmp_path):
+    # 14 s of numbered frames: the run ends with its clip, and on a slow machine the browser's start
+    # and the WebRTC handshake take several seconds of it before the page is looked at.
+    count = 420
+    clip = counter_clip(str(DEMO_CLIP), tmp_path / "counter.mp4", count, size=(640, 360), band=COUNTER_BAND)
     recording = tmp_path / "out.mp4"
-    run = Served(LIVE, ["--source", str(demo_counter_clip), "--realtime", "--record", str(recording), "--headless",
+    run = Served(LIVE, ["--source", str(clip), "--realtime", "--record", str(recording), "--headless",
                "--quiet", "--web", "127.0.0.1:0"], tmp_path)
     shots = []
     try:
@@ -138,12 +145,12 @@ def test_webrtc_video_plays_the_frames_the_pipeline_recorded_from_the_recorders_
     recorded, _, _ = decode(recording)
     in_order = [read_counter(frame) for frame in recorded]
     # --realtime may drop a frame on a loaded machine (the pipeline counts it); none is recorded twice.
-    assert in_order == sorted(set(in_order)) and len(in_order) >= 190, in_order
+    assert in_order == sorted(set(in_order)) and len(in_order) >= count - 20, in_order
     by_number = dict(zip(in_order, recorded))
     for number, picture in shots:
         assert picture.shape == recorded[0].shape
         same = np.abs(picture.astype(np.int16) - by_number[number].astype(np.int16)).mean()
-        other_number = min(by_number, key=lambda n: abs(n - (number + 15) % 210))
+        other_number = min(by_number, key=lambda n: abs(n - (number + 15) % count))
         other = np.abs(picture.astype(np.int16) - by_number[other_number].astype(np.int16)).mean()
         assert same < 6.0 and same < other / 2, (number, same, other)
 
